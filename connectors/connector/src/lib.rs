@@ -1,0 +1,284 @@
+//! The Gatehouse connector SDK.
+//!
+//! A connector speaks one upstream identity protocol (OIDC, OAuth 2.0, SAML, LDAP, static
+//! users). Gatehouse drives every connector through one trait with two required methods:
+//!
+//! * [`Connector::start`] says what the browser does next ([`Start`]: a redirect, an
+//!   auto-submitted form, or a credentials prompt Gatehouse renders itself) and returns an
+//!   opaque [`ConnectorState`] that Gatehouse stores with the login transaction.
+//! * [`Connector::finish`] receives that state back together with what the browser brought
+//!   ([`CallbackInput`]: a GET query, a POST form, or typed credentials) and returns the
+//!   facts the upstream asserted about the person ([`UpstreamIdentity`]).
+//!
+//! Why this shape: connectors keep no per-login memory. Everything `finish` needs travels
+//! through the store, so a login started on one Gatehouse node can finish on any other.
+//! Connectors also never see HTTP framework types and never decide the Gatehouse `user_id`:
+//! they report facts, and the core decides. Everything else (`refresh`, `logout_url`,
+//! `metadata`, `capabilities`) has a default that means "not supported", so a new connector
+//! implements two methods and grows from there.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+pub use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+pub use url::Url;
+
+/// A value that must never reach a log line: `Debug` prints `[redacted]` and there is no
+/// `Display`, so `format!("{secret}")` does not compile.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The only way to read the value: the call site names what it does with it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret<String> {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// What Gatehouse tells a connector when a login reaches it.
+#[derive(Debug, Clone)]
+pub struct StartContext {
+    /// Where the upstream must send the browser back: `{issuer}/callback/{connection}`.
+    pub callback_url: Url,
+    /// Opaque and unguessable: use it as the upstream `state` or SAML `RelayState`, so the
+    /// callback finds its transaction. It is bound to the browser by Gatehouse.
+    pub transaction_id: String,
+    /// The downstream client's `login_hint`, if any.
+    pub login_hint: Option<String>,
+    /// The downstream client asked for a fresh login (`prompt=login` or `max_age` elapsed).
+    pub force_login: bool,
+}
+
+/// What the browser does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Send the browser to the upstream (OAuth 2.0 / OIDC, SAML HTTP-Redirect binding).
+    Redirect { url: Url },
+    /// Gatehouse renders a form that submits itself (SAML HTTP-POST binding).
+    PostForm { action: Url, fields: Vec<(String, String)> },
+    /// Gatehouse renders its own username and password form (static users, LDAP).
+    Credentials(CredentialsPrompt),
+}
+
+/// Labels for the credentials form Gatehouse renders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsPrompt {
+    pub username_label: String,
+}
+
+impl Default for CredentialsPrompt {
+    fn default() -> Self {
+        Self { username_label: "Email".into() }
+    }
+}
+
+/// Opaque bytes a connector keeps between `start` and `finish` (PKCE verifier, nonce,
+/// AuthnRequest ID). Gatehouse stores them with the transaction; they may hold secrets, so
+/// they are never logged.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorState(pub Vec<u8>);
+
+impl fmt::Debug for ConnectorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectorState({} bytes)", self.0.len())
+    }
+}
+
+/// What the browser brought back, built by Gatehouse's HTTP layer.
+#[derive(Debug, Clone)]
+pub enum CallbackInput {
+    /// An OAuth-style callback: the GET query parameters, each once.
+    Query(Vec<(String, String)>),
+    /// A form POST to the callback (SAML HTTP-POST binding, OIDC `form_post`).
+    Form(Vec<(String, String)>),
+    /// The credentials form Gatehouse rendered for [`Start::Credentials`].
+    Credentials { username: String, password: Secret<String> },
+}
+
+impl CallbackInput {
+    /// The value of one parameter of a query or form input.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        match self {
+            Self::Query(pairs) | Self::Form(pairs) => pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()),
+            Self::Credentials { .. } => None,
+        }
+    }
+}
+
+/// What Gatehouse tells a connector when the browser comes back.
+#[derive(Debug, Clone)]
+pub struct FinishContext {
+    pub callback_url: Url,
+    pub transaction_id: String,
+    pub client_ip: Option<IpAddr>,
+    pub now: SystemTime,
+}
+
+/// Upstream tokens, kept only when a connection asks for them (for `refresh`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpstreamTokens {
+    pub access_token: Option<Secret<String>>,
+    pub refresh_token: Option<Secret<String>>,
+    pub id_token: Option<Secret<String>>,
+}
+
+/// The facts an upstream asserted about one person. Facts, not decisions: the core builds
+/// the Gatehouse `user_id`, the profile and any account link from these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpstreamIdentity {
+    /// The upstream's stable identifier for this person (OIDC `sub`, SAML persistent NameID).
+    pub subject: String,
+    pub email: Option<String>,
+    /// Only `true` when the upstream itself says the email is verified.
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub locale: Option<String>,
+    pub groups: Vec<String>,
+    /// Every claim or attribute as the upstream sent it, for attribute mapping.
+    pub raw: serde_json::Map<String, serde_json::Value>,
+    pub tokens: Option<UpstreamTokens>,
+    /// When the upstream authenticated the person, if it says so.
+    pub authenticated_at: Option<SystemTime>,
+    /// Authentication methods (RFC 8176 values such as `pwd`, `mfa`).
+    pub amr: Vec<String>,
+}
+
+/// Why a connector could not start or finish a login. Gatehouse maps these to what the
+/// browser and the downstream client see; the message goes to the log, not to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The person or the upstream refused (cancelled consent, group policy).
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// Wrong username or password on a credentials prompt: the form is shown again.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The upstream's answer failed a check (signature, state, nonce, audience, time):
+    /// logged as a possible attack.
+    #[error("invalid upstream response: {0}")]
+    InvalidResponse(String),
+    /// Network error, timeout or 5xx from the upstream.
+    #[error("upstream unavailable: {0}")]
+    Upstream(String),
+    /// The connection's configuration is unusable.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
+    /// The connector does not offer this operation.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// What a connector can do beyond `start` and `finish`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub refresh: bool,
+    pub logout: bool,
+    pub metadata: bool,
+}
+
+/// Service-provider metadata a connector publishes (SAML SP metadata).
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The one trait an upstream protocol implements. See the crate documentation for why it
+/// has this shape.
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The `user_id` prefix this connector's identities get (`google-oauth2`, `samlp`, ...).
+    fn strategy(&self) -> &str;
+
+    /// Begin a login: what the browser does next, and the state `finish` will need.
+    async fn start(&self, ctx: &StartContext) -> Result<(Start, ConnectorState), ConnectorError>;
+
+    /// Complete a login from the stored state and what the browser brought back.
+    async fn finish(
+        &self,
+        ctx: &FinishContext,
+        state: ConnectorState,
+        input: CallbackInput,
+    ) -> Result<UpstreamIdentity, ConnectorError>;
+
+    /// Refresh an identity with the upstream (for example with an upstream refresh token).
+    async fn refresh(&self, _identity: &UpstreamIdentity) -> Result<UpstreamIdentity, ConnectorError> {
+        Err(ConnectorError::Unsupported("refresh"))
+    }
+
+    /// Where to send the browser to end the upstream session, if the upstream offers it.
+    fn logout_url(&self, _identity: &UpstreamIdentity, _return_to: &Url) -> Option<Url> {
+        None
+    }
+
+    /// Metadata Gatehouse publishes for this connection (SAML SP metadata).
+    fn metadata(&self) -> Option<Metadata> {
+        None
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// What a connector gets when Gatehouse opens a connection from configuration. Opening must
+/// be cheap and make no network calls, so one unreachable upstream never stops start-up.
+#[derive(Debug, Clone)]
+pub struct OpenContext {
+    /// The connection's id, as configured.
+    pub connection: String,
+    /// Where the upstream sends the browser back for this connection.
+    pub callback_url: Url,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn callback_input_param_reads_query_and_form_only() {
+        let q = CallbackInput::Query(vec![("state".into(), "abc".into())]);
+        assert_eq!(q.param("state"), Some("abc"));
+        assert_eq!(q.param("code"), None);
+        let c = CallbackInput::Credentials { username: "u".into(), password: Secret::new("p".into()) };
+        assert_eq!(c.param("username"), None);
+    }
+
+    #[test]
+    fn connector_state_debug_hides_bytes() {
+        let s = ConnectorState(b"verifier".to_vec());
+        assert_eq!(format!("{s:?}"), "ConnectorState(8 bytes)");
+    }
+}

@@ -1,0 +1,562 @@
+//! The login transaction, from `/authorize` to the authorization response.
+//!
+//! Steps never call one another's HTTP routes: every step returns an [`Outcome`], and
+//! [`complete`] alone orders what happens once an upstream identity is known (profile ->
+//! session -> code). Later steps (Actions, MFA) are one more branch there. This module
+//! builds no HTTP response: `src/http` renders what it returns.
+
+use std::net::IpAddr;
+
+use gatehouse_connector::{
+    CallbackInput, ConnectorError, FinishContext, Secret, Start, StartContext, UpstreamIdentity, Url,
+};
+
+use crate::connections::Connection;
+use crate::oauth::authorize::{AuthorizeError, ErrorResponse, Prompt, ValidRequest, allowed_connection, validate};
+use crate::oauth::resource::verify_id_token_hint;
+use crate::oauth::token::issue_code;
+use crate::oauth::{ErrorCode, OAuthError, Params};
+use crate::profile::{self, ProfileError};
+use crate::session;
+use crate::state::Core;
+use crate::store::{ResponseMode, SessionRecord, StoreError, TransactionRecord};
+use crate::types::{ConnectionId, RedirectUri, SecretHash, ct_eq, random_token};
+
+/// What the browser brought that matters to a login.
+#[derive(Debug, Clone, Default)]
+pub struct Browser {
+    /// The transaction-binding cookie.
+    pub binding: Option<String>,
+    /// The SSO session cookie.
+    pub session: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+/// The response to a client's authorization request, success or error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthorizationResponse {
+    pub redirect_uri: RedirectUri,
+    pub mode: ResponseMode,
+    pub params: Vec<(String, String)>,
+}
+
+impl AuthorizationResponse {
+    /// The redirect URL for `response_mode=query`.
+    pub fn url(&self) -> Url {
+        let mut url = self.redirect_uri.url();
+        url.query_pairs_mut().extend_pairs(self.params.iter());
+        url
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// Send the authorization response to the client.
+    Respond(AuthorizationResponse),
+    /// Show transaction `id`'s hosted page (connection chooser or credentials form).
+    Hosted { txn_id: String },
+    /// Send the browser to the upstream.
+    Redirect(Url),
+    /// Render a form that posts itself to the upstream.
+    PostForm { action: Url, fields: Vec<(String, String)> },
+}
+
+/// A step's result, with the cookies it changes.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub next: Next,
+    pub set_binding: Option<String>,
+    pub set_session: Option<String>,
+}
+
+impl Outcome {
+    fn next(next: Next) -> Self {
+        Self { next, set_binding: None, set_session: None }
+    }
+}
+
+/// What a hosted page shows.
+#[derive(Debug, Clone)]
+pub enum HostedPage {
+    Chooser {
+        txn_id: String,
+        csrf: String,
+        client_name: String,
+        connections: Vec<(ConnectionId, String)>,
+    },
+    Credentials {
+        txn_id: String,
+        csrf: String,
+        client_name: String,
+        connection_name: String,
+        username_label: String,
+        login_hint: Option<String>,
+        error: Option<&'static str>,
+    },
+}
+
+/// Why a browser step failed. Each becomes an error page; none redirects.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("this login has expired or was already completed")]
+    UnknownTransaction,
+    #[error("this login was started in another browser")]
+    BrowserMismatch,
+    #[error("the form has expired; start the login again")]
+    Csrf,
+    #[error("that connection is not available for this application")]
+    ConnectionNotAllowed,
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts,
+    #[error("the identity provider's response was invalid")]
+    InvalidUpstreamResponse(String),
+    #[error("the identity provider is unavailable")]
+    UpstreamUnavailable(String),
+    #[error("the connection is misconfigured")]
+    Misconfigured(String),
+    #[error("the service is temporarily unavailable")]
+    Store(#[from] StoreError),
+    #[error("the request could not be completed")]
+    Internal(String),
+    #[error("{0}")]
+    Authorize(OAuthError),
+}
+
+impl From<ProfileError> for FlowError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Store(s) => Self::Store(s),
+            ProfileError::BadSubject(v) => Self::InvalidUpstreamResponse(v.0.into()),
+        }
+    }
+}
+
+impl From<OAuthError> for FlowError {
+    fn from(e: OAuthError) -> Self {
+        match e.code {
+            ErrorCode::TemporarilyUnavailable => Self::Store(StoreError::Unavailable(e.description.into())),
+            _ => Self::Authorize(e),
+        }
+    }
+}
+
+/// An error to deliver to the client's redirect URI, with `state` and `iss`.
+pub fn error_response(e: ErrorResponse, issuer: &str) -> AuthorizationResponse {
+    let mut params = vec![("error".to_owned(), e.error.code.as_str().to_owned())];
+    params.push(("error_description".into(), e.error.description.into_owned()));
+    if let Some(state) = e.state {
+        params.push(("state".into(), state));
+    }
+    params.push(("iss".into(), issuer.to_owned()));
+    AuthorizationResponse { redirect_uri: e.redirect_uri, mode: e.response_mode, params }
+}
+
+/// `/authorize`: validate, answer silently from a live session, or start a transaction.
+pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Result<Outcome, AuthorizeError> {
+    let v = validate(&core.settings, params)?;
+    let issuer = core.settings.issuer.as_str();
+    let redirect_err = |code, d| AuthorizeError::Redirect(v.error(code, d));
+    let store_err = |e: StoreError| {
+        tracing::error!(error = %e, "store error at authorize");
+        AuthorizeError::Redirect(v.error(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable"))
+    };
+    let hint = match &v.id_token_hint {
+        None => None,
+        Some(h) => {
+            let claims = verify_id_token_hint(core, h)
+                .map_err(|_| redirect_err(ErrorCode::InvalidRequest, "id_token_hint is invalid"))?;
+            if !claims.is_for(v.request.client_id.as_str()) {
+                return Err(redirect_err(ErrorCode::InvalidRequest, "id_token_hint was issued to another client"));
+            }
+            Some(claims)
+        }
+    };
+    let now = core.clock.now();
+    let client = core
+        .settings
+        .client(v.request.client_id.as_str())
+        .ok_or_else(|| AuthorizeError::Page(OAuthError::invalid_client("unknown client_id")))?;
+    let live = session::find(&core.store, browser.session.as_deref(), now).await.map_err(store_err)?;
+    let usable = live.filter(|s| {
+        client.connections.contains(&s.connection)
+            && v.request.connection.as_ref().is_none_or(|c| c == &s.connection)
+            && v.request.max_age.is_none_or(|max| now.saturating_sub(s.auth_time) <= max)
+            && hint.as_ref().is_none_or(|h| h.sub == s.user_id.as_str())
+    });
+    match (v.prompt, usable) {
+        (Prompt::None, None) => {
+            return Ok(Outcome::next(Next::Respond(error_response(
+                v.error(ErrorCode::LoginRequired, "no live session for this request"),
+                issuer,
+            ))));
+        }
+        (Prompt::None | Prompt::Default, Some(s)) if !v.request.prompt_login => {
+            let next = respond_with_code(core, &v.request, &s).await.map_err(|e| match e {
+                FlowError::Store(e) => store_err(e),
+                _ => redirect_err(ErrorCode::ServerError, "the login could not be completed"),
+            })?;
+            return Ok(Outcome::next(next));
+        }
+        _ => {}
+    }
+    let unavailable = v.error(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable");
+    start_transaction(core, v, browser).await.map_err(|e| match e {
+        FlowError::Store(e) => {
+            tracing::error!(error = %e, "store error at authorize");
+            AuthorizeError::Redirect(unavailable)
+        }
+        other => {
+            tracing::error!(error = %other, "cannot start a login");
+            AuthorizeError::Page(OAuthError::server_error())
+        }
+    })
+}
+
+async fn start_transaction(core: &Core, v: ValidRequest, browser: &Browser) -> Result<Outcome, FlowError> {
+    let (binding, set_binding) = match browser.binding.as_deref().filter(|b| b.len() >= 32 && b.len() <= 64) {
+        Some(b) => (b.to_owned(), None),
+        None => {
+            let b = random_token(32);
+            (b.clone(), Some(b))
+        }
+    };
+    let client = core.settings.client(v.request.client_id.as_str()).ok_or(FlowError::ConnectionNotAllowed)?;
+    let chosen = v.request.connection.clone().or_else(|| match client.connections.as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    });
+    let txn = TransactionRecord {
+        id: random_token(24),
+        browser: SecretHash::of(&binding),
+        request: v.request,
+        connection: None,
+        connector_state: None,
+        credentials_label: None,
+        csrf: random_token(16),
+        created_at: core.clock.now(),
+    };
+    let mut outcome = match chosen {
+        Some(conn) => connect(core, txn, &conn).await?,
+        None => {
+            core.store.transactions.put(&txn, core.settings.login.transaction_ttl).await?;
+            Outcome::next(Next::Hosted { txn_id: txn.id })
+        }
+    };
+    outcome.set_binding = set_binding;
+    Ok(outcome)
+}
+
+/// Start the chosen connection's connector and remember its state on the transaction.
+async fn connect(core: &Core, mut txn: TransactionRecord, conn_id: &ConnectionId) -> Result<Outcome, FlowError> {
+    let conn = core.connections.get(conn_id).ok_or(FlowError::ConnectionNotAllowed)?;
+    let ctx = StartContext {
+        callback_url: conn.callback_url.clone(),
+        transaction_id: txn.id.clone(),
+        login_hint: txn.request.login_hint.clone(),
+        force_login: txn.request.prompt_login,
+    };
+    let (start, state) = conn.connector.start(&ctx).await.map_err(connector_error)?;
+    txn.connection = Some(conn_id.clone());
+    txn.connector_state = Some(state);
+    let next = match start {
+        Start::Redirect { url } => Next::Redirect(url),
+        Start::PostForm { action, fields } => Next::PostForm { action, fields },
+        Start::Credentials(prompt) => {
+            txn.credentials_label = Some(prompt.username_label);
+            Next::Hosted { txn_id: txn.id.clone() }
+        }
+    };
+    let remaining = (txn.created_at + core.settings.login.transaction_ttl).saturating_sub(core.clock.now()).max(1);
+    core.store.transactions.put(&txn, remaining).await?;
+    Ok(Outcome::next(next))
+}
+
+fn connector_error(e: ConnectorError) -> FlowError {
+    match e {
+        ConnectorError::InvalidResponse(d) => FlowError::InvalidUpstreamResponse(d),
+        ConnectorError::Upstream(d) => FlowError::UpstreamUnavailable(d),
+        ConnectorError::Misconfigured(d) => FlowError::Misconfigured(d),
+        other => FlowError::Internal(other.to_string()),
+    }
+}
+
+/// Load a transaction for a hosted step, checking that this browser started it.
+async fn load_bound(core: &Core, txn_id: &str, browser: &Browser) -> Result<TransactionRecord, FlowError> {
+    if txn_id.len() > 64 {
+        return Err(FlowError::UnknownTransaction);
+    }
+    let txn = core.store.transactions.get(txn_id).await?.ok_or(FlowError::UnknownTransaction)?;
+    check_binding(&txn, browser)?;
+    Ok(txn)
+}
+
+fn check_binding(txn: &TransactionRecord, browser: &Browser) -> Result<(), FlowError> {
+    let presented = browser.binding.as_deref().map(SecretHash::of);
+    match presented {
+        Some(h) if ct_eq(&h.0, &txn.browser.0) => Ok(()),
+        _ => Err(FlowError::BrowserMismatch),
+    }
+}
+
+fn check_csrf(txn: &TransactionRecord, csrf: Option<&str>) -> Result<(), FlowError> {
+    match csrf {
+        Some(c) if ct_eq(c.as_bytes(), txn.csrf.as_bytes()) => Ok(()),
+        _ => Err(FlowError::Csrf),
+    }
+}
+
+fn client_name(core: &Core, txn: &TransactionRecord) -> String {
+    core.settings.client(txn.request.client_id.as_str()).map(|c| c.name.clone()).unwrap_or_default()
+}
+
+/// The hosted page of a transaction.
+pub async fn hosted(core: &Core, txn_id: &str, browser: &Browser) -> Result<HostedPage, FlowError> {
+    let txn = load_bound(core, txn_id, browser).await?;
+    Ok(page_for(core, &txn, None))
+}
+
+fn page_for(core: &Core, txn: &TransactionRecord, error: Option<&'static str>) -> HostedPage {
+    let client_name = client_name(core, txn);
+    match (&txn.connection, &txn.credentials_label) {
+        (Some(conn), Some(label)) => HostedPage::Credentials {
+            txn_id: txn.id.clone(),
+            csrf: txn.csrf.clone(),
+            client_name,
+            connection_name: core.settings.connection(conn).map(|c| c.display_name.clone()).unwrap_or_default(),
+            username_label: label.clone(),
+            login_hint: txn.request.login_hint.clone(),
+            error,
+        },
+        _ => {
+            let allowed =
+                core.settings.client(txn.request.client_id.as_str()).map(|c| c.connections.clone()).unwrap_or_default();
+            HostedPage::Chooser {
+                txn_id: txn.id.clone(),
+                csrf: txn.csrf.clone(),
+                client_name,
+                connections: allowed
+                    .iter()
+                    .filter_map(|id| core.settings.connection(id).map(|c| (id.clone(), c.display_name.clone())))
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// The person picked a connection on the chooser.
+pub async fn choose(
+    core: &Core,
+    txn_id: &str,
+    browser: &Browser,
+    connection: &str,
+    csrf: Option<&str>,
+) -> Result<Outcome, FlowError> {
+    let txn = load_bound(core, txn_id, browser).await?;
+    check_csrf(&txn, csrf)?;
+    let client = core.settings.client(txn.request.client_id.as_str()).ok_or(FlowError::ConnectionNotAllowed)?;
+    let conn = allowed_connection(client, connection).ok_or(FlowError::ConnectionNotAllowed)?;
+    connect(core, txn, &conn).await
+}
+
+/// What a credentials form post led to.
+pub enum CredentialsResult {
+    Done(Outcome),
+    /// Show the form again with a message.
+    Retry(HostedPage),
+}
+
+/// The credentials form was posted.
+pub async fn credentials(
+    core: &Core,
+    txn_id: &str,
+    browser: &Browser,
+    username: &str,
+    password: Secret<String>,
+    csrf: Option<&str>,
+) -> Result<CredentialsResult, FlowError> {
+    let txn = load_bound(core, txn_id, browser).await?;
+    check_csrf(&txn, csrf)?;
+    let (Some(conn_id), Some(_)) = (&txn.connection, &txn.credentials_label) else {
+        return Err(FlowError::UnknownTransaction);
+    };
+    let conn = core.connections.get(conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
+    let username = username.trim();
+    if username.is_empty() || username.len() > 256 || password.expose().len() > 1024 {
+        return Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Enter your username and password."))));
+    }
+    let login = &core.settings.login;
+    let ip = browser.ip.map(|i| i.to_string()).unwrap_or_default();
+    let counter = format!("failed-login:{conn_id}:{}:{ip}", username.to_lowercase());
+    if core.store.counters.get(&counter).await? >= login.max_failed_attempts {
+        core.metrics.login(conn_id.as_str(), "throttled");
+        return Err(FlowError::TooManyAttempts);
+    }
+    let ctx = finish_context(core, &conn, &txn, browser);
+    let input = CallbackInput::Credentials { username: username.to_owned(), password };
+    match conn.connector.finish(&ctx, txn.connector_state.clone().unwrap_or_default(), input).await {
+        Ok(identity) => {
+            core.store.counters.reset(&counter).await?;
+            // Take the transaction now: a double-submitted form completes one login, not two.
+            let txn = core.store.transactions.take(&txn.id).await?.ok_or(FlowError::UnknownTransaction)?;
+            complete(core, txn, &conn, identity, browser).await.map(CredentialsResult::Done)
+        }
+        Err(ConnectorError::InvalidCredentials) => {
+            core.store.counters.incr(&counter, login.lockout_window).await?;
+            core.metrics.login(conn_id.as_str(), "wrong_credentials");
+            tracing::info!(connection = %conn_id, "wrong username or password");
+            Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Wrong username or password."))))
+        }
+        Err(ConnectorError::Denied(reason)) => {
+            tracing::info!(connection = %conn_id, %reason, "upstream denied the login");
+            let txn = core.store.transactions.take(&txn.id).await?.ok_or(FlowError::UnknownTransaction)?;
+            Ok(CredentialsResult::Done(deny(core, &txn, "the identity provider denied the login")))
+        }
+        Err(e) => Err(connector_error(e)),
+    }
+}
+
+fn finish_context(core: &Core, conn: &Connection, txn: &TransactionRecord, browser: &Browser) -> FinishContext {
+    FinishContext {
+        callback_url: conn.callback_url.clone(),
+        transaction_id: txn.id.clone(),
+        client_ip: browser.ip,
+        now: core.clock.system_time(),
+    }
+}
+
+fn deny(core: &Core, txn: &TransactionRecord, description: &'static str) -> Outcome {
+    core.metrics.login(txn.connection.as_ref().map_or("", |c| c.as_str()), "denied");
+    let e = ErrorResponse {
+        redirect_uri: txn.request.redirect_uri.clone(),
+        response_mode: txn.request.response_mode,
+        state: txn.request.state.clone(),
+        error: OAuthError::new(ErrorCode::AccessDenied, description),
+    };
+    Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str())))
+}
+
+/// The upstream sent the browser back to `/callback/{connection}`. The transaction id comes
+/// back as `state` (OAuth) or `RelayState` (SAML) and is consumed here, once.
+pub async fn callback(
+    core: &Core,
+    connection: &str,
+    input: CallbackInput,
+    browser: &Browser,
+) -> Result<Outcome, FlowError> {
+    let txn_id = input.param("state").or_else(|| input.param("RelayState")).ok_or(FlowError::UnknownTransaction)?;
+    if txn_id.len() > 64 {
+        return Err(FlowError::UnknownTransaction);
+    }
+    let txn = core.store.transactions.take(txn_id).await?.ok_or(FlowError::UnknownTransaction)?;
+    check_binding(&txn, browser)?;
+    let conn_id = txn.connection.clone().filter(|c| c.as_str() == connection).ok_or(FlowError::UnknownTransaction)?;
+    let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
+    let ctx = finish_context(core, &conn, &txn, browser);
+    match conn.connector.finish(&ctx, txn.connector_state.clone().unwrap_or_default(), input).await {
+        Ok(identity) => complete(core, txn, &conn, identity, browser).await,
+        Err(ConnectorError::Denied(reason)) => {
+            tracing::info!(connection = %conn_id, %reason, "upstream denied the login");
+            Ok(deny(core, &txn, "the identity provider denied the login"))
+        }
+        Err(e) => {
+            if let ConnectorError::InvalidResponse(detail) = &e {
+                tracing::warn!(connection = %conn_id, %detail, "rejected upstream response (possible attack)");
+            }
+            core.metrics.login(conn_id.as_str(), "failed");
+            Err(connector_error(e))
+        }
+    }
+}
+
+/// The one place that orders the steps after an upstream identity is known.
+async fn complete(
+    core: &Core,
+    txn: TransactionRecord,
+    conn: &Connection,
+    identity: UpstreamIdentity,
+    browser: &Browser,
+) -> Result<Outcome, FlowError> {
+    let now = core.clock.now();
+    let strategy = conn.connector.strategy().to_owned();
+    let user = profile::upsert(core.store.users.as_ref(), &conn.settings.id, &strategy, &identity, now).await?;
+    // A new session id at every login: a cookie planted before login is worthless after.
+    if let Some(old) = browser.session.as_deref() {
+        session::close(&core.store, old).await?;
+    }
+    let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
+    let opened =
+        session::open(&core.store, &user.user_id, &conn.settings.id, amr, now, core.settings.session.ttl).await?;
+    let next = respond_with_code(core, &txn.request, &opened.record).await?;
+    core.metrics.login(conn.settings.id.as_str(), "success");
+    tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");
+    Ok(Outcome { next, set_binding: None, set_session: Some(opened.cookie) })
+}
+
+async fn respond_with_code(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    session: &SessionRecord,
+) -> Result<Next, FlowError> {
+    let code = issue_code(core, request, session).await?;
+    let mut params = vec![("code".to_owned(), code)];
+    if let Some(state) = &request.state {
+        params.push(("state".into(), state.clone()));
+    }
+    params.push(("iss".into(), core.settings.issuer.to_string()));
+    Ok(Next::Respond(AuthorizationResponse {
+        redirect_uri: request.redirect_uri.clone(),
+        mode: request.response_mode,
+        params,
+    }))
+}
+
+/// RP-initiated logout: what to do after the session is closed.
+pub enum LogoutNext {
+    Redirect(Url),
+    SignedOut,
+}
+
+/// `/logout` (RP-Initiated Logout 1.0): validate the hint and the redirect, close the session.
+pub async fn logout(core: &Core, p: &Params, browser: &Browser) -> Result<LogoutNext, FlowError> {
+    let hint = match p.get("id_token_hint") {
+        Some(h) => Some(verify_id_token_hint(core, h).map_err(FlowError::Authorize)?),
+        None => None,
+    };
+    let client_id = match (p.get("client_id"), hint.as_ref().and_then(|h| h.client_id())) {
+        (Some(c), Some(h)) if c != h => {
+            return Err(FlowError::Authorize(OAuthError::invalid_request("client_id does not match id_token_hint")));
+        }
+        (Some(c), _) => Some(c.to_owned()),
+        (None, h) => h.map(str::to_owned),
+    };
+    let redirect = match p.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => {
+            let client = client_id.as_deref().and_then(|c| core.settings.client(c)).ok_or_else(|| {
+                FlowError::Authorize(OAuthError::invalid_request(
+                    "post_logout_redirect_uri needs id_token_hint or client_id",
+                ))
+            })?;
+            let registered = client.post_logout_redirect_uris.iter().find(|r| r.as_str() == uri).ok_or_else(|| {
+                FlowError::Authorize(OAuthError::invalid_request("post_logout_redirect_uri is not registered"))
+            })?;
+            let mut url = registered.url();
+            if let Some(state) = p.get("state") {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            Some(url)
+        }
+    };
+    if let Some(cookie) = browser.session.as_deref() {
+        let live = session::find(&core.store, Some(cookie), core.clock.now()).await?;
+        // A hint for another user does not end this browser's session.
+        let matches = match (&live, &hint) {
+            (Some(s), Some(h)) => s.user_id.as_str() == h.sub,
+            _ => true,
+        };
+        if matches {
+            session::close(&core.store, cookie).await?;
+        }
+    }
+    Ok(redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
+}

@@ -1,0 +1,98 @@
+//! The one mapping from errors to HTTP: RFC 6749 JSON for APIs, an HTML page with the
+//! correlation id for browsers. Details go to the log, never to the client.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+
+use super::page::Page;
+use crate::flow::FlowError;
+use crate::oauth::{ErrorCode, OAuthError};
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// RFC 6749 5.2 error JSON. `invalid_client` carries a `WWW-Authenticate` challenge.
+pub fn oauth_json(e: &OAuthError) -> HttpResponse {
+    let mut r = HttpResponse::build(status_of(e.code));
+    r.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+    if e.code == ErrorCode::InvalidClient {
+        r.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"gatehouse\""));
+    }
+    if e.code == ErrorCode::TemporarilyUnavailable {
+        r.insert_header((header::RETRY_AFTER, "1"));
+    }
+    r.json(serde_json::json!({ "error": e.code.as_str(), "error_description": e.description }))
+}
+
+/// RFC 6750 errors for protected resources (`/userinfo`).
+pub fn bearer_error(e: &OAuthError) -> HttpResponse {
+    if e.code != ErrorCode::InvalidToken {
+        return oauth_json(e);
+    }
+    let challenge = format!(
+        "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"{}\"",
+        e.description.replace('"', "'")
+    );
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, challenge))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "error": "invalid_token", "error_description": e.description }))
+}
+
+/// An error page for a browser. Never a redirect: the client may not be trusted yet.
+pub fn oauth_page(page: &Page, e: &OAuthError) -> HttpResponse {
+    let title = match e.code {
+        ErrorCode::InvalidClient => "Unknown application",
+        ErrorCode::TemporarilyUnavailable => "Temporarily unavailable",
+        ErrorCode::ServerError => "Something went wrong",
+        _ => "This sign-in request is invalid",
+    };
+    let status = match e.code {
+        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable => status_of(e.code),
+        _ => StatusCode::BAD_REQUEST,
+    };
+    page.error(status, title, &e.description, e.code.as_str())
+}
+
+pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
+    let (status, title, kind) = match e {
+        FlowError::UnknownTransaction => (StatusCode::BAD_REQUEST, "This sign-in has expired", "unknown_transaction"),
+        FlowError::BrowserMismatch => (StatusCode::BAD_REQUEST, "This sign-in started elsewhere", "browser_mismatch"),
+        FlowError::Csrf => (StatusCode::BAD_REQUEST, "This form has expired", "csrf"),
+        FlowError::ConnectionNotAllowed => {
+            (StatusCode::BAD_REQUEST, "Sign-in method not available", "connection_not_allowed")
+        }
+        FlowError::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "too_many_attempts"),
+        FlowError::InvalidUpstreamResponse(_) => {
+            (StatusCode::BAD_REQUEST, "Sign-in failed", "invalid_upstream_response")
+        }
+        FlowError::UpstreamUnavailable(_) => {
+            (StatusCode::BAD_GATEWAY, "Identity provider unavailable", "upstream_unavailable")
+        }
+        FlowError::Misconfigured(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in method misconfigured", "misconfigured")
+        }
+        FlowError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "temporarily_unavailable"),
+        FlowError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "server_error"),
+        FlowError::Authorize(o) => return oauth_page(page, o),
+    };
+    match e {
+        FlowError::InvalidUpstreamResponse(d)
+        | FlowError::UpstreamUnavailable(d)
+        | FlowError::Misconfigured(d)
+        | FlowError::Internal(d) => {
+            tracing::warn!(kind, detail = %d, "login failed");
+        }
+        FlowError::Store(s) => tracing::error!(kind, error = %s, "login failed"),
+        _ => tracing::info!(kind, "login refused"),
+    }
+    page.error(status, title, &e.to_string(), kind)
+}

@@ -1,0 +1,174 @@
+//! Browser-facing routes: `/authorize`, the hosted pages, upstream callbacks and `/logout`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::error::{flow_page, oauth_page};
+use super::page::{Page, cookie, removal};
+use super::{Core, read_params};
+use crate::flow::{self, AuthorizationResponse, CredentialsResult, HostedPage, LogoutNext, Next, Outcome};
+use crate::oauth::Params;
+use crate::oauth::authorize::AuthorizeError;
+use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
+use crate::store::ResponseMode;
+use gatehouse_connector::{CallbackInput, Secret};
+
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::SeeOther();
+    b.insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store"));
+    b
+}
+
+/// Deliver an authorization response in the client's response mode.
+fn respond(page: &Page, r: &AuthorizationResponse) -> HttpResponse {
+    match r.mode {
+        ResponseMode::Query => see_other(r.url().as_str()).finish(),
+        ResponseMode::FormPost => autopost(page, r.redirect_uri.as_str(), &r.params),
+    }
+}
+
+fn autopost(page: &Page, action: &str, fields: &[(String, String)]) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        action: &'a str,
+        fields: &'a [(String, String)],
+    }
+    page.html(StatusCode::OK, "autopost.html", Ctx { action, fields })
+}
+
+fn hosted_page(page: &Page, h: &HostedPage) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Conn {
+        id: String,
+        name: String,
+    }
+    match h {
+        HostedPage::Chooser { txn_id, csrf, client_name, connections } => page.html(
+            StatusCode::OK,
+            "chooser.html",
+            serde_json::json!({
+                "txn_id": txn_id, "csrf": csrf, "client_name": client_name,
+                "connections": connections.iter().map(|(id, name)| Conn { id: id.to_string(), name: name.clone() }).collect::<Vec<_>>(),
+            }),
+        ),
+        HostedPage::Credentials { txn_id, csrf, client_name, connection_name, username_label, login_hint, error } => page.html(
+            if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
+            "credentials.html",
+            serde_json::json!({
+                "txn_id": txn_id, "csrf": csrf, "client_name": client_name, "connection_name": connection_name,
+                "username_label": username_label, "login_hint": login_hint, "error": error,
+            }),
+        ),
+    }
+}
+
+/// Render a flow outcome and set the cookies it changed.
+fn outcome(core: &Core, page: &Page, o: Outcome) -> HttpResponse {
+    let mut resp = match &o.next {
+        Next::Respond(r) => respond(page, r),
+        Next::Hosted { txn_id } => see_other(&format!("/login/{txn_id}")).finish(),
+        Next::Redirect(url) => see_other(url.as_str()).finish(),
+        Next::PostForm { action, fields } => autopost(page, action.as_str(), fields),
+    };
+    let secure = core.settings.session.cookie_secure;
+    if let Some(b) = o.set_binding {
+        let _ = resp.add_cookie(&cookie(BROWSER_COOKIE, b, secure, None));
+    }
+    if let Some(s) = o.set_session {
+        let _ = resp.add_cookie(&cookie(SESSION_COOKIE, s, secure, Some(core.settings.session.ttl)));
+    }
+    resp
+}
+
+pub async fn authorize(core: web::Data<Core>, req: HttpRequest, page: Page, body: web::Bytes) -> HttpResponse {
+    let params = match read_params(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_page(&page, &e),
+    };
+    match flow::authorize(&core, &params, &page.browser).await {
+        Ok(o) => outcome(&core, &page, o),
+        Err(AuthorizeError::Page(e)) => {
+            tracing::info!(error = e.code.as_str(), "authorization request refused");
+            oauth_page(&page, &e)
+        }
+        Err(AuthorizeError::Redirect(e)) => {
+            tracing::info!(error = e.error.code.as_str(), "authorization request refused; told the client");
+            let r = flow::error_response(e, core.settings.issuer.as_str());
+            respond(&page, &r)
+        }
+    }
+}
+
+pub async fn hosted(core: web::Data<Core>, page: Page, path: web::Path<String>) -> HttpResponse {
+    match flow::hosted(&core, &path, &page.browser).await {
+        Ok(h) => hosted_page(&page, &h),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+fn form(body: &web::Bytes) -> Params {
+    Params::parse(body).unwrap_or_default()
+}
+
+pub async fn connect(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    let f = form(&body);
+    let connection = f.get("connection").unwrap_or_default();
+    match flow::choose(&core, &path, &page.browser, connection, f.get("csrf")).await {
+        Ok(o) => outcome(&core, &page, o),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+pub async fn credentials(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    let f = form(&body);
+    let username = f.get("username").unwrap_or_default().to_owned();
+    let password = Secret::new(f.get("password").unwrap_or_default().to_owned());
+    match flow::credentials(&core, &path, &page.browser, &username, password, f.get("csrf")).await {
+        Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
+        Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+/// `/callback/{connection}`: GET (OAuth query) or POST (SAML, `form_post`).
+pub async fn callback(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    page: Page,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let input = if req.method() == actix_web::http::Method::POST {
+        Params::parse(&body).map(|p| CallbackInput::Form(p.into_pairs()))
+    } else {
+        Params::parse(req.query_string().as_bytes()).map(|p| CallbackInput::Query(p.into_pairs()))
+    };
+    let input = match input {
+        Ok(i) => i,
+        Err(e) => return oauth_page(&page, &e),
+    };
+    match flow::callback(&core, &path, input, &page.browser).await {
+        Ok(o) => outcome(&core, &page, o),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: web::Bytes) -> HttpResponse {
+    let params = match read_params(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_page(&page, &e),
+    };
+    let secure = core.settings.session.cookie_secure;
+    match flow::logout(&core, &params, &page.browser).await {
+        Ok(next) => {
+            let mut resp = match next {
+                LogoutNext::Redirect(url) => see_other(url.as_str()).finish(),
+                LogoutNext::SignedOut => page.html(StatusCode::OK, "signed_out.html", serde_json::json!({})),
+            };
+            let _ = resp.add_cookie(&removal(SESSION_COOKIE, secure));
+            resp
+        }
+        Err(e) => flow_page(&page, &e),
+    }
+}

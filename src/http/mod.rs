@@ -1,0 +1,92 @@
+//! The HTTP layer: the only module that knows actix-web. Routes parse requests into typed
+//! values, call `flow` or `oauth`, and render what comes back; errors become HTTP here, once.
+
+mod api;
+mod error;
+mod login;
+mod ops;
+mod page;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpMessage, HttpRequest, HttpServer, web};
+use tracing::Instrument;
+
+use crate::oauth::{OAuthError, Params};
+pub use crate::state::Core;
+use page::CorrelationId;
+
+/// Query (GET) or form body (POST) parameters of an OAuth endpoint.
+fn read_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
+    if req.method() == actix_web::http::Method::POST {
+        Params::parse(body)
+    } else {
+        Params::parse(req.query_string().as_bytes())
+    }
+}
+
+/// Mount every route on an actix app (tests mount it the same way).
+pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        let demo = core.settings.demo;
+        cfg.app_data(web::Data::from(core))
+            .app_data(web::PayloadConfig::new(crate::oauth::params::MAX_BODY))
+            .service(web::resource("/.well-known/openid-configuration").get(api::discovery))
+            .service(web::resource("/.well-known/jwks.json").get(api::jwks))
+            .service(web::resource("/authorize").get(login::authorize).post(login::authorize))
+            .service(web::resource("/login/{txn}").get(login::hosted))
+            .service(web::resource("/login/{txn}/connect").post(login::connect))
+            .service(web::resource("/login/{txn}/credentials").post(login::credentials))
+            .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
+            .service(web::resource("/token").post(api::token))
+            .service(web::resource("/userinfo").get(api::userinfo).post(api::userinfo))
+            .service(web::resource("/revoke").post(api::revoke))
+            .service(web::resource("/introspect").post(api::introspect))
+            .service(web::resource("/logout").get(login::logout).post(login::logout))
+            .service(web::resource("/healthz").get(ops::healthz))
+            .service(web::resource("/readyz").get(ops::readyz))
+            .service(web::resource("/metrics").get(ops::metrics));
+        if demo {
+            cfg.service(web::resource("/demo").get(ops::demo)).service(web::resource("/demo/app.js").get(ops::demo_js));
+        }
+    }
+}
+
+/// Give every request a correlation id (response header, log span, error pages) and record
+/// its route, status and latency. Query strings are never logged: they carry codes.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = crate::types::random_token(12);
+    req.extensions_mut().insert(CorrelationId(id.clone()));
+    let core = req.app_data::<web::Data<Core>>().cloned();
+    let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    if let Some(core) = core {
+        core.metrics.request(&route, status, started.elapsed().as_secs_f64());
+    }
+    span.in_scope(|| tracing::debug!(status, elapsed_us = started.elapsed().as_micros() as u64, "response"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static("x-correlation-id"), v);
+    }
+    Ok(res)
+}
+
+/// Run the HTTP server on an already bound listener until it is stopped.
+pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> std::io::Result<()> {
+    HttpServer::new(move || App::new().wrap(from_fn(observe)).configure(configure(core.clone())))
+        .workers(workers)
+        .listen(listener)?
+        .run()
+        .await
+}

@@ -1,0 +1,93 @@
+//! Per-request context for handlers: the correlation id, the CSP nonce, the browser's
+//! cookies, and HTML responses with the security headers every hosted page carries.
+
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration};
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
+use serde::Serialize;
+
+use crate::flow::Browser;
+use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
+use crate::types::random_token;
+
+/// Set by the middleware on every request; quoted on error pages and in every log line.
+#[derive(Clone, Debug)]
+pub struct CorrelationId(pub String);
+
+/// What a handler needs to answer a browser.
+pub struct Page {
+    pub correlation_id: String,
+    pub nonce: String,
+    pub browser: Browser,
+}
+
+impl FromRequest for Page {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let correlation_id = req.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_default();
+        let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
+        let ip: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
+        ready(Ok(Page {
+            correlation_id,
+            nonce: random_token(12),
+            browser: Browser { binding: cookie(BROWSER_COOKIE), session: cookie(SESSION_COOKIE), ip },
+        }))
+    }
+}
+
+impl Page {
+    /// A builder with the headers every hosted page carries: a strict CSP whose only inline
+    /// code is this response's nonce, no framing, no caching, no referrer.
+    pub fn builder(&self, status: StatusCode) -> HttpResponseBuilder {
+        let mut b = HttpResponse::build(status);
+        b.insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; script-src 'self' 'nonce-{n}'; style-src 'nonce-{n}'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+                n = self.nonce
+            ),
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .content_type("text/html; charset=utf-8");
+        b
+    }
+
+    pub fn html<S: Serialize>(&self, status: StatusCode, template: &str, ctx: S) -> HttpResponse {
+        self.builder(status).body(crate::ui::render(template, &self.nonce, ctx))
+    }
+
+    pub fn error(&self, status: StatusCode, title: &str, message: &str, code: &str) -> HttpResponse {
+        #[derive(Serialize)]
+        struct Ctx<'a> {
+            title: &'a str,
+            message: &'a str,
+            code: &'a str,
+            correlation_id: &'a str,
+        }
+        self.html(status, "error.html", Ctx { title, message, code, correlation_id: &self.correlation_id })
+    }
+}
+
+/// A cookie of ours: HttpOnly, SameSite=Lax (upstream callbacks arrive as top-level
+/// navigations, which Lax allows), Secure under https.
+pub fn cookie(name: &'static str, value: String, secure: bool, max_age: Option<u64>) -> Cookie<'static> {
+    let mut c = Cookie::build(name, value).path("/").http_only(true).secure(secure).same_site(SameSite::Lax).finish();
+    if let Some(secs) = max_age {
+        c.set_max_age(Duration::seconds(secs.min(i64::MAX as u64) as i64));
+    }
+    c
+}
+
+pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
+    let mut c = cookie(name, String::new(), secure, None);
+    c.make_removal();
+    c
+}

@@ -1,0 +1,227 @@
+//! The `gatehouse` command line.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use gatehouse::settings::{DEMO_PASSWORD, DEMO_USERNAME};
+use gatehouse::types::Issuer;
+use gatehouse::{Core, Settings};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "An identity federation broker speaking OpenID Connect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve. Without --config: the embedded default (memory store, demo client and user).
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Public issuer URL (overrides `issuer`).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Check a configuration file and print every problem; exit code 1 if there is any.
+    CheckConfig { file: PathBuf },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Hash a password (read from stdin) for a static user's `password_hash`.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key in front of the ring; older keys keep verifying.
+    Rotate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Settings, String> {
+    match config {
+        Some(path) => Settings::from_file(path).map_err(|e| format!("{}:\n{e}", path.display())),
+        None => Ok(Settings::embedded()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, issuer, workers } => serve(config, listen, issuer, workers),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    issuer: Option<String>,
+    workers: Option<usize>,
+) -> ExitCode {
+    let started = Instant::now();
+    let embedded = config.is_none();
+    let mut settings = match load(config.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    gatehouse::telemetry::init_logging(settings.log.json, &settings.log.filter);
+    if let Some(addr) = listen {
+        settings.listen = addr;
+        if embedded && issuer.is_none() {
+            settings = settings.clone().with_issuer(Issuer::parse(&format!("http://{addr}")).expect("address URL"));
+        }
+    }
+    if let Some(i) = issuer {
+        match Issuer::parse(&i) {
+            Ok(i) => settings = settings.with_issuer(i),
+            Err(e) => {
+                eprintln!("--issuer: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let listener = match TcpListener::bind(settings.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", settings.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let rt = runtime();
+    rt.block_on(async move {
+        let core = match Core::build(settings).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let issuer = core.settings.issuer.clone();
+        tracing::info!(issuer = %issuer, kid = %core.keys.ring().current().kid, startup_ms = started.elapsed().as_millis() as u64, "gatehouse is ready");
+        if embedded {
+            println!("Gatehouse is running on the embedded default (memory store; keys in {}).", core.settings.data_dir.display());
+            println!("  Issuer:    {issuer}");
+            println!("  Discovery: {issuer}/.well-known/openid-configuration");
+            println!("  Demo app:  {issuer}/demo");
+            println!("  Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}");
+        }
+        match gatehouse::http::serve(core, listener, workers).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("server error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let settings = match Settings::from_file(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {} problem(s)\n{e}", file.display(), e.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(errors) = gatehouse::connections::Connections::open(&settings) {
+        eprintln!("{}: {} problem(s)", file.display(), errors.len());
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}: ok ({} clients, {} connections, {} apis)",
+        file.display(),
+        settings.clients.len(),
+        settings.connections.len(),
+        settings.apis.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn rotate(config: Option<PathBuf>) -> ExitCode {
+    let settings = match load(config.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime().block_on(async move {
+        let store = match gatehouse::state::store_for(&settings) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        match gatehouse::state::rotate_keys(&store, &settings, now).await {
+            Ok(ring) => {
+                println!(
+                    "new signing key {} ({}); the JWKS now holds {} key(s)",
+                    ring.keys[0].kid,
+                    ring.keys[0].alg,
+                    ring.keys.len()
+                );
+                println!("running nodes pick it up at their next start");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn hash_password() -> ExitCode {
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("cannot read the password from stdin");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("the password is empty");
+        return ExitCode::FAILURE;
+    }
+    match gatehouse_connector_static::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

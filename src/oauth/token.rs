@@ -1,0 +1,278 @@
+//! The token endpoint's grants: `authorization_code`, `refresh_token`, `client_credentials`;
+//! and the authorization codes they consume.
+
+use serde::Serialize;
+
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use crate::settings::{ClientSettings, GrantType};
+use crate::state::Core;
+use crate::store::{AuthorizationRequest, CodeRecord, GrantRecord, Redeemed, Rotation, SessionRecord, UserRecord};
+use crate::tokens::{AccessClaims, IdTokenInput, mint_access_token, mint_id_token};
+use crate::types::{Scopes, SecretHash, random_token};
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// Issue a single-use authorization code for a finished login; returns the code.
+pub async fn issue_code(
+    core: &Core,
+    req: &AuthorizationRequest,
+    session: &SessionRecord,
+) -> Result<String, OAuthError> {
+    let code = random_token(32);
+    let now = core.clock.now();
+    let record = CodeRecord {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        scopes: req.scopes.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        user_id: session.user_id.clone(),
+        sid: session.sid.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        issued_at: now,
+    };
+    core.store.codes.put(SecretHash::of(&code), &record, core.settings.tokens.code_ttl).await?;
+    Ok(code)
+}
+
+pub async fn exchange(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
+    let grant = p.require("grant_type")?;
+    let grant = GrantType::parse(grant)
+        .ok_or_else(|| OAuthError::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported"))?;
+    if !client.allows(grant) {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not use this grant type"));
+    }
+    let response = match grant {
+        GrantType::AuthorizationCode => authorization_code(core, client, p).await,
+        GrantType::RefreshToken => refresh_token(core, client, p).await,
+        GrantType::ClientCredentials => client_credentials(core, client, p),
+    }?;
+    core.metrics.token(grant.as_str());
+    Ok(response)
+}
+
+/// How long any access token of a grant can live: what a revocation marker must outlast.
+fn revocation_ttl(core: &Core) -> u64 {
+    core.settings.tokens.access_token_ttl.max(core.settings.tokens.refresh_absolute_ttl)
+}
+
+async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
+    let code = p.require("code")?;
+    let grant_id = random_token(16);
+    let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
+    let record = match core.store.codes.redeem(SecretHash::of(code), &grant_id, tombstone).await? {
+        Redeemed::Fresh(r) => r,
+        Redeemed::Reused { grant_id: first } => {
+            // RFC 6749 10.5: a code used twice revokes what its first use issued.
+            core.store.grants.revoke(&first, revocation_ttl(core)).await?;
+            tracing::warn!(client_id = %client.id, "authorization code reused; its grant is revoked");
+            core.metrics.error("code_reuse");
+            return Err(OAuthError::invalid_grant("the authorization code has already been used"));
+        }
+        Redeemed::Unknown => return Err(OAuthError::invalid_grant("the authorization code is invalid or expired")),
+    };
+    if record.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
+    if p.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&record.code_challenge, p.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if challenge.verify(verifier) => {}
+        (Some(_), _) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
+        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was")),
+        (None, None) if client.require_pkce || client.is_public() => {
+            return Err(OAuthError::invalid_grant("PKCE is required for this client"));
+        }
+        (None, None) => {}
+    }
+    let user = load_user(core, &record.user_id).await?;
+    let now = core.clock.now();
+    let refresh = issue_refresh(client, &record.scopes);
+    let mut grant = GrantRecord {
+        id: grant_id,
+        client_id: client.id.clone(),
+        user_id: record.user_id.clone(),
+        scopes: record.scopes.clone(),
+        sid: record.sid.clone(),
+        auth_time: record.auth_time,
+        amr: record.amr.clone(),
+        created_at: now,
+        last_used_at: now,
+        refresh: None,
+        rotated: Vec::new(),
+        expires_at: now + core.settings.tokens.refresh_absolute_ttl,
+        idle_ttl: core.settings.tokens.refresh_idle_ttl,
+    };
+    let refresh_token = if refresh {
+        let token = format!("{}.{}", grant.id, random_token(32));
+        grant.refresh = Some(SecretHash::of(&token));
+        core.store.grants.put(&grant).await?;
+        Some(token)
+    } else {
+        None
+    };
+    user_tokens(core, &grant, &user, record.nonce.as_deref(), refresh_token)
+}
+
+fn issue_refresh(client: &ClientSettings, scopes: &Scopes) -> bool {
+    scopes.contains("offline_access") && client.allows(GrantType::RefreshToken)
+}
+
+async fn load_user(core: &Core, id: &crate::types::UserId) -> Result<UserRecord, OAuthError> {
+    core.store.users.get(id).await?.ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))
+}
+
+/// Access and ID token for a user grant.
+fn user_tokens(
+    core: &Core,
+    grant: &GrantRecord,
+    user: &UserRecord,
+    nonce: Option<&str>,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    let now = core.clock.now();
+    let ttl = core.settings.tokens.access_token_ttl;
+    let ring = core.keys.ring();
+    let access = AccessClaims {
+        iss: core.settings.issuer.to_string(),
+        sub: user.user_id.to_string(),
+        aud: core.settings.issuer.join("/userinfo"),
+        client_id: grant.client_id.to_string(),
+        scope: grant.scopes.to_string(),
+        jti: format!("{}.{}", grant.id, random_token(12)),
+        exp: now + ttl,
+        iat: now,
+        auth_time: Some(grant.auth_time),
+        sid: Some(grant.sid.clone()),
+        extra: Default::default(),
+    };
+    let access_token = mint_access_token(&ring, &access)?;
+    let id_token = mint_id_token(
+        &ring,
+        &IdTokenInput {
+            issuer: &core.settings.issuer,
+            client_id: &grant.client_id,
+            user,
+            scopes: &grant.scopes,
+            nonce,
+            auth_time: grant.auth_time,
+            sid: &grant.sid,
+            amr: &grant.amr,
+            access_token: Some(&access_token),
+            now,
+            ttl: core.settings.tokens.id_token_ttl,
+        },
+    )?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        id_token: Some(id_token),
+        refresh_token,
+        scope: grant.scopes.to_string(),
+    })
+}
+
+/// A refresh token is `<grant id>.<secret>`: the id finds the family, the hash of the whole
+/// token must be the family's current one.
+pub fn refresh_grant_id(token: &str) -> Option<&str> {
+    token.split_once('.').map(|(g, _)| g).filter(|g| !g.is_empty() && g.len() <= 64)
+}
+
+async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
+    let token = p.require("refresh_token")?;
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let grant_id = refresh_grant_id(token).ok_or_else(invalid)?;
+    // Check the owner before rotating, so another client's attempt leaves the family intact.
+    let current = core.store.grants.get(grant_id).await?.ok_or_else(invalid)?;
+    if current.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+    }
+    let scopes = match p.get("scope") {
+        None => current.scopes.clone(),
+        Some(s) => {
+            let asked = Scopes::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
+            if !asked.is_subset_of(&current.scopes) {
+                return Err(OAuthError::new(ErrorCode::InvalidScope, "scope exceeds the original grant"));
+            }
+            asked
+        }
+    };
+    let next = format!("{grant_id}.{}", random_token(32));
+    let now = core.clock.now();
+    let mut grant = match core.store.grants.rotate(grant_id, SecretHash::of(token), SecretHash::of(&next), now).await? {
+        Rotation::Rotated(g) => *g,
+        Rotation::Reused => {
+            tracing::warn!(client_id = %client.id, "refresh token reuse; the family is revoked");
+            core.store.revocations.revoke(&format!("grant:{grant_id}"), revocation_ttl(core)).await?;
+            core.metrics.error("refresh_reuse");
+            return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+        }
+        Rotation::Invalid => return Err(invalid()),
+    };
+    let user = load_user(core, &grant.user_id).await?;
+    grant.scopes = scopes;
+    user_tokens(core, &grant, &user, None, Some(next))
+}
+
+fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
+    let audience = match (p.get("audience"), client.apis.as_slice()) {
+        (Some(a), _) => a,
+        (None, [only]) => only.as_str(),
+        (None, _) => return Err(OAuthError::invalid_request("audience is required")),
+    };
+    if !client.apis.iter().any(|a| a == audience) {
+        return Err(OAuthError::new(ErrorCode::InvalidTarget, "this client may not request tokens for that audience"));
+    }
+    let api =
+        core.settings.api(audience).ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "unknown audience"))?;
+    let scopes = match p.get("scope") {
+        None => api.scopes.iter().cloned().collect::<Scopes>(),
+        Some(s) => {
+            let asked = Scopes::parse(s).map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
+            if let Some(bad) = asked.iter().find(|s| !api.scopes.iter().any(|a| a == s)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope {bad} is not defined by this API"),
+                ));
+            }
+            asked
+        }
+    };
+    let now = core.clock.now();
+    let ttl = api.access_token_ttl.unwrap_or(core.settings.tokens.access_token_ttl);
+    let claims = AccessClaims {
+        iss: core.settings.issuer.to_string(),
+        sub: format!("{}@clients", client.id),
+        aud: api.audience.clone(),
+        client_id: client.id.to_string(),
+        scope: scopes.to_string(),
+        jti: random_token(16),
+        exp: now + ttl,
+        iat: now,
+        auth_time: None,
+        sid: None,
+        extra: Default::default(),
+    };
+    Ok(TokenResponse {
+        access_token: mint_access_token(&core.keys.ring(), &claims)?,
+        token_type: "Bearer",
+        expires_in: ttl,
+        id_token: None,
+        refresh_token: None,
+        scope: scopes.to_string(),
+    })
+}

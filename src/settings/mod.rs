@@ -1,0 +1,298 @@
+//! Configuration: one TOML file, read into typed [`Settings`].
+//!
+//! The file is first read as a TOML table; `${NAME}` references in any string are replaced
+//! from the environment; then each section (and each element of `clients`, `apis`,
+//! `connections`) is read on its own, so one run reports every problem, each with its key
+//! path. Nothing here is global: the app state owns its `Settings`.
+
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::tokens::SigningAlg;
+use crate::types::{ClientId, ConnectionId, Issuer, RedirectUri, Secret};
+
+/// The embedded default: issuer on loopback, memory store, one demo client and one demo user.
+pub const EMBEDDED: &str = include_str!("../../fixtures/config/embedded.toml");
+
+/// The demo user of the embedded default, printed at start.
+pub const DEMO_USERNAME: &str = "demo@gatehouse.test";
+pub const DEMO_PASSWORD: &str = "gatehouse-demo";
+
+/// One configuration problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub json: bool,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub algorithm: SigningAlg,
+    /// How many previous keys stay in the JWKS after a rotation.
+    pub keep_previous: usize,
+}
+
+/// Lifetimes, in seconds.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub id_token_ttl: u64,
+    pub access_token_ttl: u64,
+    pub code_ttl: u64,
+    pub refresh_idle_ttl: u64,
+    pub refresh_absolute_ttl: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub ttl: u64,
+    pub cookie_secure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub transaction_ttl: u64,
+    /// Failed password attempts allowed per username and address within `lockout_window`.
+    pub max_failed_attempts: u64,
+    pub lockout_window: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+/// A resource server clients can request tokens for.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub audience: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub access_token_ttl: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub id: ClientId,
+    pub name: String,
+    /// SHA-256 of the client secret; `None` for a public client.
+    pub secret_digest: Option<[u8; 32]>,
+    pub auth_method: AuthMethod,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub connections: Vec<ConnectionId>,
+    pub require_pkce: bool,
+    /// Audiences this client may request with `client_credentials`.
+    pub apis: Vec<String>,
+}
+
+impl ClientSettings {
+    pub fn is_public(&self) -> bool {
+        self.secret_digest.is_none()
+    }
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub id: ConnectionId,
+    /// The connector type (`static`, `oidc`, ...), resolved by the registry.
+    pub kind: String,
+    pub display_name: String,
+    /// The connector's own options, handed to it as JSON.
+    pub options: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub issuer: Issuer,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: LogSettings,
+    pub store: StoreKind,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub session: SessionSettings,
+    pub login: LoginSettings,
+    /// Serve the demo relying party at `/demo`.
+    pub demo: bool,
+    pub apis: Vec<ApiSettings>,
+    pub clients: Vec<ClientSettings>,
+    pub connections: Vec<ConnectionSettings>,
+}
+
+impl Settings {
+    /// Read a configuration text, with `${NAME}` looked up by `env`.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        raw::parse(text, env)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        Self::parse(&text, &|k| std::env::var(k).ok())
+    }
+
+    /// The zero-setup default of `gatehouse serve` without `--config`.
+    pub fn embedded() -> Self {
+        Self::parse(EMBEDDED, &|_| None).expect("the embedded configuration is valid")
+    }
+
+    /// Move the issuer (and the demo client's redirect URIs with it), for `--issuer` and for
+    /// tests that bind a free port.
+    pub fn with_issuer(mut self, issuer: Issuer) -> Self {
+        let old = self.issuer.as_str().to_owned();
+        let rebase = |u: &RedirectUri| match u.as_str().strip_prefix(&old) {
+            Some(rest) => RedirectUri::parse(&format!("{}{rest}", issuer.as_str())).unwrap_or_else(|_| u.clone()),
+            None => u.clone(),
+        };
+        for c in &mut self.clients {
+            c.redirect_uris = c.redirect_uris.iter().map(rebase).collect();
+            c.post_logout_redirect_uris = c.post_logout_redirect_uris.iter().map(rebase).collect();
+        }
+        self.session.cookie_secure = issuer.is_https();
+        self.issuer = issuer;
+        self
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientSettings> {
+        self.clients.iter().find(|c| c.id.as_str() == id)
+    }
+
+    pub fn api(&self, audience: &str) -> Option<&ApiSettings> {
+        self.apis.iter().find(|a| a.audience == audience)
+    }
+
+    pub fn connection(&self, id: &ConnectionId) -> Option<&ConnectionSettings> {
+        self.connections.iter().find(|c| &c.id == id)
+    }
+}
+
+/// SHA-256 of a client secret, as kept in memory and compared at the token endpoint.
+pub fn secret_digest(secret: &Secret<String>) -> [u8; 32] {
+    Sha256::digest(secret.expose().as_bytes()).into()
+}
+
+/// Cross-section checks that need the whole configuration.
+fn check_references(s: &Settings, errors: &mut Vec<ConfigError>) {
+    let connections: HashSet<&ConnectionId> = s.connections.iter().map(|c| &c.id).collect();
+    let mut seen = HashSet::new();
+    for (i, c) in s.clients.iter().enumerate() {
+        if !seen.insert(c.id.as_str()) {
+            errors.push(ConfigError {
+                path: format!("clients[{i}].client_id"),
+                message: format!("{} is defined twice", c.id),
+            });
+        }
+        for (j, conn) in c.connections.iter().enumerate() {
+            if !connections.contains(conn) {
+                errors.push(ConfigError {
+                    path: format!("clients[{i}].connections[{j}]"),
+                    message: format!("no connection {conn} is defined"),
+                });
+            }
+        }
+        for (j, api) in c.apis.iter().enumerate() {
+            if s.api(api).is_none() {
+                errors.push(ConfigError {
+                    path: format!("clients[{i}].apis[{j}]"),
+                    message: format!("no api with audience {api} is defined"),
+                });
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in s.connections.iter().enumerate() {
+        if !seen.insert(&c.id) {
+            errors.push(ConfigError {
+                path: format!("connections[{i}].id"),
+                message: format!("{} is defined twice", c.id),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

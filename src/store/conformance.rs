@@ -1,0 +1,329 @@
+//! The behaviour every store backend must show. A backend's tests call [`run_all`] with a
+//! [`Harness`] that can move time forward (a manual clock for memory, real waiting for a
+//! server that expires keys itself).
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::types::{ClientId, ConnectionId, RedirectUri, Scopes, SecretHash, UserId};
+
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// Let `secs` seconds pass for the backend's expiry.
+    async fn advance(&self, secs: u64);
+    /// "Now" as the backend sees it, in Unix seconds.
+    fn now(&self) -> u64;
+}
+
+/// Runs every check; each panics with a message naming the broken promise.
+pub async fn run_all(store: &Store, h: &dyn Harness) {
+    transactions_take_once_and_expire(store, h).await;
+    codes_redeem_once_then_report_reuse(store, h).await;
+    code_race_has_one_winner(store, h).await;
+    sessions_live_until_deleted_or_expired(store, h).await;
+    refresh_rotation_and_reuse_detection(store, h).await;
+    refresh_lifetimes(store, h).await;
+    refresh_race_rotates_once(store, h).await;
+    revocations(store, h).await;
+    users_and_identity_links(store).await;
+    key_ring_first_writer_wins(store).await;
+    replay_cache_and_counters(store, h).await;
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}", crate::types::random_token(9))
+}
+
+fn request() -> AuthorizationRequest {
+    AuthorizationRequest {
+        client_id: ClientId::parse("app").unwrap(),
+        redirect_uri: RedirectUri::parse("https://app.example/cb").unwrap(),
+        scopes: Scopes::parse("openid").unwrap(),
+        state: Some("s".into()),
+        nonce: None,
+        code_challenge: None,
+        response_mode: ResponseMode::Query,
+        prompt_login: false,
+        max_age: None,
+        login_hint: None,
+        connection: None,
+        ui_locales: None,
+    }
+}
+
+fn code_record(now: u64) -> CodeRecord {
+    CodeRecord {
+        client_id: ClientId::parse("app").unwrap(),
+        redirect_uri: RedirectUri::parse("https://app.example/cb").unwrap(),
+        scopes: Scopes::parse("openid").unwrap(),
+        nonce: Some("n".into()),
+        code_challenge: None,
+        user_id: UserId::parse("auth0|ada").unwrap(),
+        sid: "sid".into(),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        issued_at: now,
+    }
+}
+
+fn grant(id: &str, now: u64, refresh: SecretHash) -> GrantRecord {
+    GrantRecord {
+        id: id.to_owned(),
+        client_id: ClientId::parse("app").unwrap(),
+        user_id: UserId::parse("auth0|ada").unwrap(),
+        scopes: Scopes::parse("openid offline_access").unwrap(),
+        sid: "sid".into(),
+        auth_time: now,
+        amr: vec![],
+        created_at: now,
+        last_used_at: now,
+        refresh: Some(refresh),
+        rotated: vec![],
+        expires_at: now + 1000,
+        idle_ttl: 100,
+    }
+}
+
+async fn transactions_take_once_and_expire(store: &Store, h: &dyn Harness) {
+    let txn = TransactionRecord {
+        id: unique("txn"),
+        browser: SecretHash::of("browser"),
+        request: request(),
+        connection: None,
+        connector_state: None,
+        credentials_label: None,
+        csrf: "c".into(),
+        created_at: h.now(),
+    };
+    store.transactions.put(&txn, 5).await.unwrap();
+    assert_eq!(store.transactions.get(&txn.id).await.unwrap().as_ref(), Some(&txn), "get after put");
+    assert_eq!(store.transactions.take(&txn.id).await.unwrap(), Some(txn.clone()), "first take");
+    assert_eq!(store.transactions.take(&txn.id).await.unwrap(), None, "a transaction is taken once");
+
+    let short = TransactionRecord { id: unique("txn"), ..txn };
+    store.transactions.put(&short, 1).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(store.transactions.get(&short.id).await.unwrap(), None, "transaction TTL");
+    assert_eq!(store.transactions.take(&short.id).await.unwrap(), None, "expired transaction cannot be taken");
+}
+
+async fn codes_redeem_once_then_report_reuse(store: &Store, h: &dyn Harness) {
+    let code = SecretHash::of(&unique("code"));
+    let rec = code_record(h.now());
+    store.codes.put(code, &rec, 60).await.unwrap();
+    assert_eq!(store.codes.redeem(code, "g1", 60).await.unwrap(), Redeemed::Fresh(rec.clone()));
+    assert_eq!(
+        store.codes.redeem(code, "g2", 60).await.unwrap(),
+        Redeemed::Reused { grant_id: "g1".into() },
+        "second redemption names the first grant"
+    );
+    assert_eq!(store.codes.redeem(SecretHash::of("never"), "g", 60).await.unwrap(), Redeemed::Unknown);
+
+    let expiring = SecretHash::of(&unique("code"));
+    store.codes.put(expiring, &rec, 1).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(store.codes.redeem(expiring, "g", 60).await.unwrap(), Redeemed::Unknown, "code TTL");
+}
+
+async fn code_race_has_one_winner(store: &Store, h: &dyn Harness) {
+    const N: usize = 50;
+    let code = SecretHash::of(&unique("code"));
+    store.codes.put(code, &code_record(h.now()), 60).await.unwrap();
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.codes.redeem(code, &format!("g{i}"), 60).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    let mut reused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Redeemed::Fresh(_) => fresh += 1,
+            Redeemed::Reused { .. } => reused += 1,
+            Redeemed::Unknown => {}
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one of {N} concurrent redemptions wins");
+    assert_eq!(reused, N - 1, "every loser sees the reuse");
+}
+
+async fn sessions_live_until_deleted_or_expired(store: &Store, h: &dyn Harness) {
+    let key = SecretHash::of(&unique("cookie"));
+    let s = SessionRecord {
+        sid: unique("sid"),
+        user_id: UserId::parse("auth0|ada").unwrap(),
+        connection: ConnectionId::parse("users").unwrap(),
+        auth_time: h.now(),
+        amr: vec!["pwd".into()],
+        created_at: h.now(),
+        expires_at: h.now() + 10,
+    };
+    store.sessions.put(key, &s, 10).await.unwrap();
+    assert_eq!(store.sessions.get(key).await.unwrap(), Some(s.clone()));
+    store.sessions.delete(key).await.unwrap();
+    assert_eq!(store.sessions.get(key).await.unwrap(), None, "deleted session");
+
+    store.sessions.put(key, &s, 1).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(store.sessions.get(key).await.unwrap(), None, "session TTL");
+}
+
+async fn refresh_rotation_and_reuse_detection(store: &Store, h: &dyn Harness) {
+    let id = unique("grant");
+    let (t1, t2, t3) = (SecretHash::of("t1"), SecretHash::of("t2"), SecretHash::of("t3"));
+    store.grants.put(&grant(&id, h.now(), t1)).await.unwrap();
+    match store.grants.rotate(&id, t1, t2, h.now()).await.unwrap() {
+        Rotation::Rotated(g) => assert_eq!(g.refresh, Some(t2), "the new token is current"),
+        other => panic!("current token must rotate, got {other:?}"),
+    }
+    assert_eq!(store.grants.rotate(&id, SecretHash::of("bogus"), t3, h.now()).await.unwrap(), Rotation::Invalid);
+    assert!(store.grants.get(&id).await.unwrap().is_some(), "a bogus token does not revoke");
+    assert_eq!(store.grants.rotate(&id, t1, t3, h.now()).await.unwrap(), Rotation::Reused, "old token = reuse");
+    assert_eq!(store.grants.get(&id).await.unwrap(), None, "reuse revokes the family");
+    assert_eq!(
+        store.grants.rotate(&id, t2, t3, h.now()).await.unwrap(),
+        Rotation::Invalid,
+        "even the newest token dies"
+    );
+    assert!(
+        store.revocations.any_revoked(&[&format!("grant:{id}")]).await.unwrap(),
+        "access tokens of the family are revoked"
+    );
+}
+
+async fn refresh_lifetimes(store: &Store, h: &dyn Harness) {
+    let id = unique("grant");
+    let t1 = SecretHash::of(&unique("t"));
+    let mut g = grant(&id, h.now(), t1);
+    g.idle_ttl = 1;
+    store.grants.put(&g).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(
+        store.grants.rotate(&id, t1, SecretHash::of("x"), h.now()).await.unwrap(),
+        Rotation::Invalid,
+        "idle lifetime"
+    );
+
+    let id = unique("grant");
+    let mut g = grant(&id, h.now(), t1);
+    g.expires_at = h.now() + 1;
+    store.grants.put(&g).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(
+        store.grants.rotate(&id, t1, SecretHash::of("x"), h.now()).await.unwrap(),
+        Rotation::Invalid,
+        "absolute lifetime"
+    );
+    assert_eq!(store.grants.get(&id).await.unwrap(), None, "an expired family is gone");
+}
+
+async fn refresh_race_rotates_once(store: &Store, h: &dyn Harness) {
+    const N: usize = 50;
+    let id = unique("grant");
+    let t1 = SecretHash::of(&unique("t"));
+    store.grants.put(&grant(&id, h.now(), t1)).await.unwrap();
+    let now = h.now();
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let s = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move { s.grants.rotate(&id, t1, SecretHash::of(&format!("n{i}")), now).await.unwrap() })
+        })
+        .collect();
+    let mut rotated = 0;
+    for t in tasks {
+        if let Rotation::Rotated(_) = t.await.unwrap() {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1, "one refresh token presented {N} times rotates exactly once");
+    assert_eq!(store.grants.get(&id).await.unwrap(), None, "the concurrent reuse revoked the family");
+}
+
+async fn revocations(store: &Store, h: &dyn Harness) {
+    let jti = unique("jti");
+    assert!(!store.revocations.any_revoked(&[&jti]).await.unwrap());
+    store.revocations.revoke(&jti, 1).await.unwrap();
+    assert!(store.revocations.any_revoked(&["other", &jti]).await.unwrap());
+    h.advance(2).await;
+    assert!(!store.revocations.any_revoked(&[&jti]).await.unwrap(), "revocations expire with the token");
+
+    let id = unique("grant");
+    store.grants.put(&grant(&id, h.now(), SecretHash::of("r"))).await.unwrap();
+    store.grants.revoke(&id, 60).await.unwrap();
+    assert_eq!(store.grants.get(&id).await.unwrap(), None);
+    assert!(store.revocations.any_revoked(&[&format!("grant:{id}")]).await.unwrap());
+}
+
+async fn users_and_identity_links(store: &Store) {
+    let subject = unique("sub");
+    let user_id = UserId::new("auth0", &subject).unwrap();
+    let user = UserRecord {
+        user_id: user_id.clone(),
+        email: Some("ada@example.com".into()),
+        email_verified: true,
+        name: Some("Ada".into()),
+        given_name: None,
+        family_name: None,
+        nickname: None,
+        picture: None,
+        locale: None,
+        groups: vec![],
+        identities: vec![Identity {
+            connection: ConnectionId::parse("users").unwrap(),
+            provider: "auth0".into(),
+            user_id: subject.clone(),
+            is_social: false,
+            profile_data: Default::default(),
+        }],
+        app_metadata: Default::default(),
+        user_metadata: Default::default(),
+        created_at: 1,
+        updated_at: 1,
+        last_login: 1,
+        logins_count: 1,
+    };
+    assert_eq!(store.users.get(&user_id).await.unwrap(), None);
+    store.users.put(&user).await.unwrap();
+    assert_eq!(store.users.get(&user_id).await.unwrap(), Some(user.clone()));
+    assert_eq!(store.users.find_by_identity("users", &subject).await.unwrap(), Some(user_id.clone()));
+    assert_eq!(store.users.find_by_identity("other", &subject).await.unwrap(), None);
+    let updated = UserRecord { logins_count: 2, ..user };
+    store.users.put(&updated).await.unwrap();
+    assert_eq!(store.users.get(&user_id).await.unwrap().unwrap().logins_count, 2, "put updates");
+}
+
+async fn key_ring_first_writer_wins(store: &Store) {
+    let first = KeyRingRecord {
+        keys: vec![StoredKey { kid: unique("k"), alg: "ES256".into(), pkcs8: "AA==".into(), created_at: 1 }],
+    };
+    let second = KeyRingRecord {
+        keys: vec![StoredKey { kid: unique("k"), alg: "ES256".into(), pkcs8: "AA==".into(), created_at: 2 }],
+    };
+    let existing = store.keys.load().await.unwrap();
+    let won = store.keys.create_if_absent(&first).await.unwrap();
+    let again = store.keys.create_if_absent(&second).await.unwrap();
+    assert_eq!(won, again, "every node sees the same ring");
+    if existing.is_none() {
+        assert_eq!(won, first, "the first writer's ring is kept");
+    }
+}
+
+async fn replay_cache_and_counters(store: &Store, h: &dyn Harness) {
+    let key = unique("assertion");
+    assert!(store.replay.insert_once(&key, 1).await.unwrap(), "first sight");
+    assert!(!store.replay.insert_once(&key, 1).await.unwrap(), "replay refused");
+    h.advance(2).await;
+    assert!(store.replay.insert_once(&key, 1).await.unwrap(), "replay entries expire");
+
+    let c = unique("counter");
+    assert_eq!(store.counters.get(&c).await.unwrap(), 0);
+    assert_eq!(store.counters.incr(&c, 60).await.unwrap(), 1);
+    assert_eq!(store.counters.incr(&c, 60).await.unwrap(), 2);
+    store.counters.reset(&c).await.unwrap();
+    assert_eq!(store.counters.get(&c).await.unwrap(), 0);
+    assert_eq!(store.counters.incr(&c, 1).await.unwrap(), 1);
+    h.advance(2).await;
+    assert_eq!(store.counters.get(&c).await.unwrap(), 0, "counter window");
+}

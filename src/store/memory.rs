@@ -1,0 +1,343 @@
+//! The embedded backend: everything in this process's memory, behind one mutex, so each
+//! operation is trivially atomic. For `cargo run` and single-node use; state is lost on
+//! restart except the key ring, which the embedded default keeps in a file.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::clock::SharedClock;
+
+struct Entry<V> {
+    value: V,
+    expires_at: Option<u64>,
+}
+
+struct TtlMap<V>(HashMap<String, Entry<V>>);
+
+impl<V: Clone> TtlMap<V> {
+    fn new() -> Self {
+        Self(HashMap::new())
+    }
+    fn get(&mut self, key: &str, now: u64) -> Option<&mut V> {
+        let live = self.0.get(key).is_some_and(|e| e.expires_at.is_none_or(|t| now < t));
+        if !live {
+            self.0.remove(key);
+            return None;
+        }
+        self.0.get_mut(key).map(|e| &mut e.value)
+    }
+    fn put(&mut self, key: String, value: V, ttl: Option<u64>, now: u64) {
+        self.0.insert(key, Entry { value, expires_at: ttl.map(|t| now.saturating_add(t)) });
+    }
+    fn take(&mut self, key: &str, now: u64) -> Option<V> {
+        let e = self.0.remove(key)?;
+        e.expires_at.is_none_or(|t| now < t).then_some(e.value)
+    }
+    fn sweep(&mut self, now: u64) {
+        self.0.retain(|_, e| e.expires_at.is_none_or(|t| now < t));
+    }
+}
+
+enum CodeSlot {
+    Live(CodeRecord),
+    Used { grant_id: String },
+}
+
+struct Inner {
+    transactions: TtlMap<TransactionRecord>,
+    codes: TtlMap<CodeSlot>,
+    sessions: TtlMap<SessionRecord>,
+    grants: TtlMap<GrantRecord>,
+    revoked: TtlMap<()>,
+    users: HashMap<String, UserRecord>,
+    identities: HashMap<String, String>,
+    replay: TtlMap<()>,
+    counters: TtlMap<u64>,
+    writes: u64,
+}
+
+impl Clone for CodeSlot {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Live(r) => Self::Live(r.clone()),
+            Self::Used { grant_id } => Self::Used { grant_id: grant_id.clone() },
+        }
+    }
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    clock: SharedClock,
+}
+
+impl MemoryStore {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                transactions: TtlMap::new(),
+                codes: TtlMap::new(),
+                sessions: TtlMap::new(),
+                grants: TtlMap::new(),
+                revoked: TtlMap::new(),
+                users: HashMap::new(),
+                identities: HashMap::new(),
+                replay: TtlMap::new(),
+                counters: TtlMap::new(),
+                writes: 0,
+            }),
+            clock,
+        }
+    }
+
+    /// Lock, and every few thousand writes drop what has expired so memory stays bounded.
+    fn lock(&self, write: bool) -> (std::sync::MutexGuard<'_, Inner>, u64) {
+        let now = self.clock.now();
+        // A panic while holding the lock cannot leave a half-applied operation behind (each
+        // operation is a single map call), so a poisoned lock is still consistent.
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if write {
+            g.writes += 1;
+            if g.writes % 4096 == 0 {
+                g.transactions.sweep(now);
+                g.codes.sweep(now);
+                g.sessions.sweep(now);
+                g.grants.sweep(now);
+                g.revoked.sweep(now);
+                g.replay.sweep(now);
+                g.counters.sweep(now);
+            }
+        }
+        (g, now)
+    }
+}
+
+fn identity_key(connection: &str, upstream_user_id: &str) -> String {
+    format!("{connection}\u{0}{upstream_user_id}")
+}
+
+#[async_trait]
+impl TransactionStore for MemoryStore {
+    async fn put(&self, txn: &TransactionRecord, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.transactions.put(txn.id.clone(), txn.clone(), Some(ttl), now);
+        Ok(())
+    }
+    async fn get(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
+        let (mut g, now) = self.lock(false);
+        Ok(g.transactions.get(id, now).cloned())
+    }
+    async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
+        let (mut g, now) = self.lock(true);
+        Ok(g.transactions.take(id, now))
+    }
+}
+
+#[async_trait]
+impl CodeStore for MemoryStore {
+    async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.codes.put(code.to_hex(), CodeSlot::Live(record.clone()), Some(ttl), now);
+        Ok(())
+    }
+    async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed> {
+        let (mut g, now) = self.lock(true);
+        let key = code.to_hex();
+        Ok(match g.codes.take(&key, now) {
+            Some(CodeSlot::Live(record)) => {
+                g.codes.put(key, CodeSlot::Used { grant_id: grant_id.to_owned() }, Some(tombstone_ttl), now);
+                Redeemed::Fresh(record)
+            }
+            Some(CodeSlot::Used { grant_id: first }) => {
+                g.codes.put(key, CodeSlot::Used { grant_id: first.clone() }, Some(tombstone_ttl), now);
+                Redeemed::Reused { grant_id: first }
+            }
+            None => Redeemed::Unknown,
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn put(&self, key: SecretHash, session: &SessionRecord, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.sessions.put(key.to_hex(), session.clone(), Some(ttl), now);
+        Ok(())
+    }
+    async fn get(&self, key: SecretHash) -> StoreResult<Option<SessionRecord>> {
+        let (mut g, now) = self.lock(false);
+        Ok(g.sessions.get(&key.to_hex(), now).cloned())
+    }
+    async fn delete(&self, key: SecretHash) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.sessions.take(&key.to_hex(), now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl GrantStore for MemoryStore {
+    async fn put(&self, grant: &GrantRecord) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        let ttl = grant.expires_at.saturating_sub(now);
+        g.grants.put(grant.id.clone(), grant.clone(), Some(ttl), now);
+        Ok(())
+    }
+    async fn get(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
+        let (mut g, now) = self.lock(false);
+        Ok(g.grants.get(id, now).cloned())
+    }
+    async fn rotate(&self, id: &str, presented: SecretHash, next: SecretHash, now_at: u64) -> StoreResult<Rotation> {
+        let (mut g, now) = self.lock(true);
+        let Some(grant) = g.grants.get(id, now) else { return Ok(Rotation::Invalid) };
+        if grant.refresh == Some(presented) {
+            if now_at >= grant.expires_at || now_at >= grant.last_used_at.saturating_add(grant.idle_ttl) {
+                return Ok(Rotation::Invalid);
+            }
+            grant.rotated.push(presented);
+            grant.refresh = Some(next);
+            grant.last_used_at = now_at;
+            return Ok(Rotation::Rotated(Box::new(grant.clone())));
+        }
+        if grant.rotated.contains(&presented) {
+            let ttl = grant.expires_at.saturating_sub(now);
+            g.grants.take(id, now);
+            g.revoked.put(format!("grant:{id}"), (), Some(ttl), now);
+            return Ok(Rotation::Reused);
+        }
+        Ok(Rotation::Invalid)
+    }
+    async fn revoke(&self, id: &str, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.grants.take(id, now);
+        g.revoked.put(format!("grant:{id}"), (), Some(ttl), now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RevocationStore for MemoryStore {
+    async fn revoke(&self, key: &str, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.revoked.put(key.to_owned(), (), Some(ttl), now);
+        Ok(())
+    }
+    async fn any_revoked(&self, keys: &[&str]) -> StoreResult<bool> {
+        let (mut g, now) = self.lock(false);
+        Ok(keys.iter().any(|k| g.revoked.get(k, now).is_some()))
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn get(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        let (g, _) = self.lock(false);
+        Ok(g.users.get(id.as_str()).cloned())
+    }
+    async fn put(&self, user: &UserRecord) -> StoreResult<()> {
+        let (mut g, _) = self.lock(true);
+        for identity in &user.identities {
+            g.identities
+                .insert(identity_key(identity.connection.as_str(), &identity.user_id), user.user_id.to_string());
+        }
+        g.users.insert(user.user_id.to_string(), user.clone());
+        Ok(())
+    }
+    async fn find_by_identity(&self, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserId>> {
+        let (g, _) = self.lock(false);
+        Ok(g.identities.get(&identity_key(connection, upstream_user_id)).and_then(|id| UserId::parse(id).ok()))
+    }
+}
+
+#[async_trait]
+impl ReplayCache for MemoryStore {
+    async fn insert_once(&self, key: &str, ttl: u64) -> StoreResult<bool> {
+        let (mut g, now) = self.lock(true);
+        if g.replay.get(key, now).is_some() {
+            return Ok(false);
+        }
+        g.replay.put(key.to_owned(), (), Some(ttl), now);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Counters for MemoryStore {
+    async fn incr(&self, key: &str, ttl: u64) -> StoreResult<u64> {
+        let (mut g, now) = self.lock(true);
+        if let Some(n) = g.counters.get(key, now) {
+            *n += 1;
+            return Ok(*n);
+        }
+        g.counters.put(key.to_owned(), 1, Some(ttl), now);
+        Ok(1)
+    }
+    async fn get(&self, key: &str) -> StoreResult<u64> {
+        let (mut g, now) = self.lock(false);
+        Ok(g.counters.get(key, now).copied().unwrap_or(0))
+    }
+    async fn reset(&self, key: &str) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.counters.take(key, now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Health for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// A key store that lives only as long as the process (tests).
+#[derive(Default)]
+pub struct MemoryKeyStore(Mutex<Option<KeyRingRecord>>);
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn load(&self) -> StoreResult<Option<KeyRingRecord>> {
+        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+    async fn create_if_absent(&self, ring: &KeyRingRecord) -> StoreResult<KeyRingRecord> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(g.get_or_insert_with(|| ring.clone()).clone())
+    }
+    async fn save(&self, ring: &KeyRingRecord) -> StoreResult<()> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(ring.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::conformance::{self, Harness};
+
+    struct Mem(Arc<ManualClock>);
+
+    #[async_trait]
+    impl Harness for Mem {
+        async fn advance(&self, secs: u64) {
+            self.0.advance(secs);
+        }
+        fn now(&self) -> u64 {
+            crate::clock::Clock::now(&*self.0)
+        }
+    }
+
+    fn store() -> (Store, Mem) {
+        let clock = ManualClock::new(1_700_000_000);
+        let backend = Arc::new(MemoryStore::new(clock.clone()));
+        (Store::from_backend(backend, Arc::new(MemoryKeyStore::default())), Mem(clock))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_backend_passes_the_conformance_suite() {
+        let (s, h) = store();
+        conformance::run_all(&s, &h).await;
+    }
+}

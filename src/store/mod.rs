@@ -1,0 +1,157 @@
+//! All shared state, behind one trait per aggregate.
+//!
+//! Every single-use artifact is consumed by one atomic operation of its trait
+//! (`TransactionStore::take`, `CodeStore::redeem`, `GrantStore::rotate`,
+//! `ReplayCache::insert_once`), so two nodes can never both use it. Secrets are stored under
+//! their hash. Every transient record has a TTL. The store imports nothing above it.
+//!
+//! Backends: [`memory`] (the embedded default) and, later, Redis. Both must pass
+//! [`conformance`].
+
+pub mod conformance;
+pub mod keyfile;
+pub mod memory;
+pub mod records;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::types::{SecretHash, UserId};
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or timed out: the request fails with 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A record could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait TransactionStore: Send + Sync {
+    async fn put(&self, txn: &TransactionRecord, ttl: u64) -> StoreResult<()>;
+    async fn get(&self, id: &str) -> StoreResult<Option<TransactionRecord>>;
+    /// Remove and return, atomically: at most one caller gets `Some`.
+    async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>>;
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()>;
+    /// Consume a code atomically. The first caller gets `Fresh` and leaves a tombstone naming
+    /// `grant_id` for `tombstone_ttl` seconds; later callers get `Reused` with that grant.
+    async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put(&self, key: SecretHash, session: &SessionRecord, ttl: u64) -> StoreResult<()>;
+    async fn get(&self, key: SecretHash) -> StoreResult<Option<SessionRecord>>;
+    async fn delete(&self, key: SecretHash) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    async fn put(&self, grant: &GrantRecord) -> StoreResult<()>;
+    async fn get(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Present a refresh token of grant `id` at time `now`, atomically: if it is the current
+    /// one, replace it with `next`; if it was rotated out, revoke the family.
+    async fn rotate(&self, id: &str, presented: SecretHash, next: SecretHash, now: u64) -> StoreResult<Rotation>;
+    /// Delete the grant and remember it as revoked for `ttl` seconds (for its access tokens).
+    async fn revoke(&self, id: &str, ttl: u64) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Remember `key` (a `jti` or `grant:<id>`) as revoked for `ttl` seconds.
+    async fn revoke(&self, key: &str, ttl: u64) -> StoreResult<()>;
+    /// Whether any of `keys` is revoked.
+    async fn any_revoked(&self, keys: &[&str]) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn get(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
+    async fn put(&self, user: &UserRecord) -> StoreResult<()>;
+    /// The user that holds the identity `provider|user_id` of `connection`, if linked.
+    async fn find_by_identity(&self, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserId>>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn load(&self) -> StoreResult<Option<KeyRingRecord>>;
+    /// Store `ring` only if none exists yet; returns the ring that is stored afterwards, so
+    /// concurrent first starts agree on one.
+    async fn create_if_absent(&self, ring: &KeyRingRecord) -> StoreResult<KeyRingRecord>;
+    async fn save(&self, ring: &KeyRingRecord) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ReplayCache: Send + Sync {
+    /// Record `key` for `ttl` seconds; `true` the first time, `false` on every replay.
+    async fn insert_once(&self, key: &str, ttl: u64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Add one to `key` (created with a `ttl`-second window) and return the new count.
+    async fn incr(&self, key: &str, ttl: u64) -> StoreResult<u64>;
+    async fn get(&self, key: &str) -> StoreResult<u64>;
+    async fn reset(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Whether the backend answers at all (for `/readyz`).
+#[async_trait]
+pub trait Health: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// One handle to every aggregate, held in the app state.
+#[derive(Clone)]
+pub struct Store {
+    pub transactions: Arc<dyn TransactionStore>,
+    pub codes: Arc<dyn CodeStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub grants: Arc<dyn GrantStore>,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub users: Arc<dyn UserStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub replay: Arc<dyn ReplayCache>,
+    pub counters: Arc<dyn Counters>,
+    pub health: Arc<dyn Health>,
+}
+
+impl Store {
+    /// Every aggregate served by one backend object.
+    pub fn from_backend<B>(backend: Arc<B>, keys: Arc<dyn KeyStore>) -> Self
+    where
+        B: TransactionStore
+            + CodeStore
+            + SessionStore
+            + GrantStore
+            + RevocationStore
+            + UserStore
+            + ReplayCache
+            + Counters
+            + Health
+            + 'static,
+    {
+        Self {
+            transactions: backend.clone(),
+            codes: backend.clone(),
+            sessions: backend.clone(),
+            grants: backend.clone(),
+            revocations: backend.clone(),
+            users: backend.clone(),
+            keys,
+            replay: backend.clone(),
+            counters: backend.clone(),
+            health: backend,
+        }
+    }
+}

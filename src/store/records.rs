@@ -1,0 +1,182 @@
+//! The records the store keeps. Plain data with serde, versioned by their field set: a
+//! backend that serialises them (Redis) stores JSON; the memory backend keeps them as is.
+
+use gatehouse_connector::ConnectorState;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{ClientId, ConnectionId, PkceChallenge, RedirectUri, Scopes, SecretHash, UserId};
+
+/// How the authorization response travels back to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    #[default]
+    Query,
+    FormPost,
+}
+
+/// The downstream request that began a login, as validated by `/authorize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: ClientId,
+    pub redirect_uri: RedirectUri,
+    pub scopes: Scopes,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<PkceChallenge>,
+    pub response_mode: ResponseMode,
+    pub prompt_login: bool,
+    pub max_age: Option<u64>,
+    pub login_hint: Option<String>,
+    pub connection: Option<ConnectionId>,
+    pub ui_locales: Option<String>,
+}
+
+/// One login attempt, bound to the browser that started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    /// Public and unguessable: the upstream `state` / `RelayState` and the hosted-page path.
+    pub id: String,
+    /// SHA-256 of the browser-binding cookie; the callback must present the same cookie.
+    pub browser: SecretHash,
+    pub request: AuthorizationRequest,
+    /// Set once the person picks a connection and its connector has started.
+    pub connection: Option<ConnectionId>,
+    pub connector_state: Option<ConnectorState>,
+    /// Set when the connector asked for a credentials form: the username field's label.
+    pub credentials_label: Option<String>,
+    /// Anti-CSRF token of the hosted forms of this transaction.
+    pub csrf: String,
+    pub created_at: u64,
+}
+
+/// An issued authorization code, stored under the code's hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: ClientId,
+    pub redirect_uri: RedirectUri,
+    pub scopes: Scopes,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<PkceChallenge>,
+    pub user_id: UserId,
+    pub sid: String,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    pub issued_at: u64,
+}
+
+/// What consuming a code found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redeemed {
+    /// First use: the record, now gone; a tombstone remembers the grant it will create.
+    Fresh(CodeRecord),
+    /// The code was redeemed before: the grant that first use created.
+    Reused { grant_id: String },
+    /// Never issued, or expired.
+    Unknown,
+}
+
+/// The browser's SSO session, stored under the hash of its cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Public session id (the `sid` claim). Not the cookie.
+    pub sid: String,
+    pub user_id: UserId,
+    pub connection: ConnectionId,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// A grant: what one code redemption created. Access tokens carry its id in their `jti`;
+/// when it holds a refresh token it is the refresh token family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub id: String,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub scopes: Scopes,
+    pub sid: String,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    pub created_at: u64,
+    pub last_used_at: u64,
+    /// The one refresh token that works now (its hash), if the grant has one.
+    pub refresh: Option<SecretHash>,
+    /// Rotated-out refresh tokens: presenting one revokes the family.
+    pub rotated: Vec<SecretHash>,
+    /// Hard end of the family, whatever its use.
+    pub expires_at: u64,
+    /// Longest gap between two refreshes.
+    pub idle_ttl: u64,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotation {
+    /// The token was current: it is now rotated out, and the grant holds the new one.
+    Rotated(Box<GrantRecord>),
+    /// The token was rotated out before: the whole family is now revoked.
+    Reused,
+    /// No such grant or token; revoked, or past its idle or absolute lifetime.
+    Invalid,
+}
+
+/// One upstream identity of a user (Auth0's `identities[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub connection: ConnectionId,
+    pub provider: String,
+    pub user_id: String,
+    pub is_social: bool,
+    #[serde(default)]
+    pub profile_data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The unified profile every connection normalises into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user_id: UserId,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub identities: Vec<Identity>,
+    #[serde(default)]
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub last_login: u64,
+    pub logins_count: u64,
+}
+
+/// One signing key, private part included.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    /// PKCS#8 DER, base64 (standard alphabet).
+    pub pkcs8: String,
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+/// The signing key ring: newest first. The first key signs; the others only verify.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct KeyRingRecord {
+    pub keys: Vec<StoredKey>,
+}

@@ -1,0 +1,303 @@
+//! Test guards: a Gatehouse node on a free loopback port (killed on drop), and a browser-like
+//! HTTP client that keeps cookies and does not follow redirects.
+
+use std::net::TcpListener;
+use std::sync::{Arc, LazyLock};
+use std::thread::JoinHandle;
+
+use gatehouse::clock::{ManualClock, SharedClock, SystemClock};
+use gatehouse::store::Store;
+use gatehouse::store::memory::{MemoryKeyStore, MemoryStore};
+use gatehouse::types::Issuer;
+use gatehouse::{Core, Settings};
+use reqwest::header::LOCATION;
+use url::Url;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const OTHER_PASSWORD: &str = "admin password 42";
+pub const WEB_SECRET: &str = "web-client-secret-0123456789abcdefghij";
+pub const M2M_SECRET: &str = "m2m-client-secret-0123456789abcdefghij";
+pub const WEB_REDIRECT: &str = "http://app.test/cb";
+pub const SPA_REDIRECT: &str = "http://spa.test/callback";
+
+static HASHES: LazyLock<(String, String)> = LazyLock::new(|| {
+    (
+        gatehouse_connector_static::hash_password(PASSWORD).unwrap(),
+        gatehouse_connector_static::hash_password(OTHER_PASSWORD).unwrap(),
+    )
+});
+
+/// The configuration most tests run with. `{issuer}` is replaced by the node's URL.
+pub fn config(alg: &str) -> String {
+    let (ada, root) = &*HASHES;
+    format!(
+        r#"
+issuer = "{{issuer}}"
+demo = true
+[keys]
+algorithm = "{alg}"
+[tokens]
+code_ttl = 30
+access_token_ttl = 300
+refresh_idle_ttl = 600
+refresh_absolute_ttl = 3600
+[login]
+max_failed_attempts = 3
+
+[[apis]]
+audience = "https://api.test"
+scopes = ["read:things", "write:things"]
+
+[[clients]]
+client_id = "web"
+name = "Web App"
+client_secret = "{WEB_SECRET}"
+redirect_uris = ["{WEB_REDIRECT}"]
+post_logout_redirect_uris = ["http://app.test/bye"]
+connections = ["users"]
+
+[[clients]]
+client_id = "spa"
+redirect_uris = ["{SPA_REDIRECT}"]
+connections = ["users", "admins"]
+
+[[clients]]
+client_id = "m2m"
+client_secret = "{M2M_SECRET}"
+token_endpoint_auth_method = "client_secret_post"
+grant_types = ["client_credentials"]
+apis = ["https://api.test"]
+
+[[clients]]
+client_id = "gatehouse-demo"
+redirect_uris = ["{{issuer}}/demo"]
+post_logout_redirect_uris = ["{{issuer}}/demo"]
+connections = ["users"]
+
+[[connections]]
+id = "users"
+type = "static"
+display_name = "Company account"
+[[connections.options.users]]
+username = "ada@example.com"
+id = "ada"
+email = "ada@example.com"
+name = "Ada Lovelace"
+given_name = "Ada"
+family_name = "Lovelace"
+password_hash = "{ada}"
+
+[[connections]]
+id = "admins"
+type = "static"
+display_name = "Administrators"
+[[connections.options.users]]
+username = "root@example.com"
+id = "root"
+email = "root@example.com"
+password_hash = "{root}"
+"#
+    )
+}
+
+/// A Gatehouse node served by actix on its own thread; stopped on drop.
+pub struct TestApp {
+    pub issuer: String,
+    pub core: Arc<Core>,
+    pub clock: Option<Arc<ManualClock>>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct Options {
+    pub alg: &'static str,
+    /// Pin "now" to a manual clock the test moves.
+    pub manual_clock: bool,
+    pub config: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { alg: "ES256", manual_clock: false, config: None }
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let text = opts.config.unwrap_or_else(|| config(opts.alg)).replace("{issuer}", &issuer);
+        let settings = Settings::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
+        let settings = settings.with_issuer(Issuer::parse(&issuer).unwrap());
+        let (clock, manual): (SharedClock, _) = if opts.manual_clock {
+            let c = ManualClock::new(1_800_000_000);
+            (c.clone(), Some(c))
+        } else {
+            (Arc::new(SystemClock), None)
+        };
+        let store = Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()));
+        let core = Core::with_parts(settings, store, clock).await.unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_core = core.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = actix_web::HttpServer::new(move || {
+                    actix_web::App::new()
+                        .wrap(actix_web::middleware::from_fn(gatehouse::http::observe))
+                        .configure(gatehouse::http::configure(server_core.clone()))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+                tx.send(server.handle()).unwrap();
+                server.await.unwrap();
+            })
+        });
+        let handle = rx.recv().unwrap();
+        Self { issuer, core, clock: manual, handle, thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.clock.as_ref().expect("started with manual_clock").advance(secs);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stopping needs a runtime; a throwaway current-thread one will do.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(handle.stop(false))
+        })
+        .join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A browser: keeps cookies, never follows redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let verifier = gatehouse::types::random_token(32);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers().get(LOCATION).unwrap_or_else(|| panic!("no Location on {}", r.status())).to_str().unwrap().to_owned()
+}
+
+/// The value of the hidden input `name` in an HTML page.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no input {name} in page:\n{html}")) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+pub fn query(url: &str) -> Vec<(String, String)> {
+    Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+pub fn param(url: &str, name: &str) -> Option<String> {
+    query(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// An authorization request for `client` with sensible defaults; `extra` adds or overrides.
+pub fn authorize_url(app: &TestApp, client: &str, redirect: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+    let mut url = Url::parse(&app.url("/authorize")).unwrap();
+    let mut params: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", redirect),
+        ("scope", "openid profile email offline_access"),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in extra {
+        params.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            params.push((k, v));
+        }
+    }
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
+}
+
+/// Drive a login through the hosted credentials form; returns the final redirect (with the
+/// code) to the client.
+pub async fn login(app: &TestApp, b: &reqwest::Client, authorize: &str, username: &str, password: &str) -> String {
+    let r = b.get(authorize).send().await.unwrap();
+    assert_eq!(r.status(), 303, "authorize should redirect to the hosted page");
+    let hosted = location(&r);
+    assert!(hosted.starts_with("/login/"), "unexpected redirect {hosted}");
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[("csrf", csrf.as_str()), ("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "credentials should complete the login: {}", r.text().await.unwrap_or_default());
+    location(&r)
+}
+
+/// Exchange a code at `/token` as the confidential `web` client.
+pub async fn redeem(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url("/token"))
+        .basic_auth("web", Some(WEB_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", WEB_REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A full login of Ada through `web`; returns the token response JSON.
+pub async fn tokens_for_ada(app: &TestApp) -> serde_json::Value {
+    let b = browser();
+    let (verifier, challenge) = pkce();
+    let done =
+        login(app, &b, &authorize_url(app, "web", WEB_REDIRECT, &challenge, &[]), "ada@example.com", PASSWORD).await;
+    let code = param(&done, "code").expect("code in redirect");
+    let r = redeem(app, &code, &verifier).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Decode a JWT's payload without verifying (tests verify separately).
+pub fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+pub fn header(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').next().unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}

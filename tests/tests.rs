@@ -1,0 +1,11 @@
+//! The one integration test binary. Each module owns its Gatehouse nodes, ports and child
+//! processes; nothing depends on a server already running.
+
+/// Test guards: a Gatehouse node on a free port, a cookie-keeping browser, helpers.
+mod harness;
+
+/// The provider side over real HTTP: login, tokens, refresh, revocation, logout.
+mod oidc_flow;
+
+/// Every bad input gets a clear error and leaves nothing behind.
+mod bad_input;
