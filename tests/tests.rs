@@ -9,3 +9,13 @@ mod oidc_flow;
 
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
+
+/// The npm openid-client as the relying party, against Gatehouse.
+mod interop;
+
+/// Architecture invariants and docs, checked against the tree.
+mod tidy;
+
+
+/// The binary: embedded default, check-config, keys rotate.
+mod cli;

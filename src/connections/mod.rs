@@ -32,6 +32,13 @@ impl Connections {
                     continue;
                 }
             };
+            if !registry::CONNECTORS.iter().any(|(kind, _)| *kind == c.kind) {
+                errors.push(ConfigError {
+                    path: format!("connections[{i}].type"),
+                    message: format!("unknown connector type {}; known: {}", c.kind, registry::known()),
+                });
+                continue;
+            }
             let ctx = OpenContext { connection: c.id.to_string(), callback_url: callback_url.clone() };
             match registry::open(&c.kind, c.options.clone(), &ctx) {
                 Ok(connector) => {

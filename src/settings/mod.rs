@@ -255,9 +255,8 @@ pub fn secret_digest(secret: &Secret<String>) -> [u8; 32] {
     Sha256::digest(secret.expose().as_bytes()).into()
 }
 
-/// Cross-section checks that need the whole configuration.
+/// Checks across elements: ids defined twice.
 fn check_references(s: &Settings, errors: &mut Vec<ConfigError>) {
-    let connections: HashSet<&ConnectionId> = s.connections.iter().map(|c| &c.id).collect();
     let mut seen = HashSet::new();
     for (i, c) in s.clients.iter().enumerate() {
         if !seen.insert(c.id.as_str()) {
@@ -265,22 +264,6 @@ fn check_references(s: &Settings, errors: &mut Vec<ConfigError>) {
                 path: format!("clients[{i}].client_id"),
                 message: format!("{} is defined twice", c.id),
             });
-        }
-        for (j, conn) in c.connections.iter().enumerate() {
-            if !connections.contains(conn) {
-                errors.push(ConfigError {
-                    path: format!("clients[{i}].connections[{j}]"),
-                    message: format!("no connection {conn} is defined"),
-                });
-            }
-        }
-        for (j, api) in c.apis.iter().enumerate() {
-            if s.api(api).is_none() {
-                errors.push(ConfigError {
-                    path: format!("clients[{i}].apis[{j}]"),
-                    message: format!("no api with audience {api} is defined"),
-                });
-            }
         }
     }
     let mut seen = HashSet::new();

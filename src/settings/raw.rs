@@ -298,14 +298,6 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         });
     }
 
-    let mut clients = Vec::new();
-    for (path, v) in ctx.array(&mut table, "clients") {
-        let Some(c) = ctx.value::<RawClient>(v, &path) else { continue };
-        if let Some(client) = client(&mut ctx, &path, c) {
-            clients.push(client);
-        }
-    }
-
     let mut connections = Vec::new();
     for (path, v) in ctx.array(&mut table, "connections") {
         let Some(c) = ctx.value::<RawConnection>(v, &path) else { continue };
@@ -324,6 +316,14 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
             kind: c.kind,
             options,
         });
+    }
+
+    let mut clients = Vec::new();
+    for (path, v) in ctx.array(&mut table, "clients") {
+        let Some(c) = ctx.value::<RawClient>(v, &path) else { continue };
+        if let Some(client) = client(&mut ctx, &path, c, &apis, &connections) {
+            clients.push(client);
+        }
     }
 
     for key in table.keys() {
@@ -349,7 +349,13 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if ctx.errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(ctx.errors)) }
 }
 
-fn client(ctx: &mut Ctx<'_>, path: &str, c: RawClient) -> Option<ClientSettings> {
+fn client(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    c: RawClient,
+    apis: &[ApiSettings],
+    known: &[ConnectionSettings],
+) -> Option<ClientSettings> {
     let before = ctx.errors.len();
     let id = ClientId::parse(&c.client_id).map_err(|e| ctx.err(format!("{path}.client_id"), e.0)).ok();
     let auth_method = match (c.token_endpoint_auth_method.as_deref(), &c.client_secret) {
@@ -418,14 +424,19 @@ fn client(ctx: &mut Ctx<'_>, path: &str, c: RawClient) -> Option<ClientSettings>
     if !require_pkce && c.client_secret.is_none() {
         ctx.err(format!("{path}.require_pkce"), "a public client must use PKCE");
     }
-    let connections = c
-        .connections
-        .iter()
-        .enumerate()
-        .filter_map(|(j, id)| {
-            ConnectionId::parse(id).map_err(|e| ctx.err(format!("{path}.connections[{j}]"), e.0)).ok()
-        })
-        .collect();
+    let mut connections = Vec::new();
+    for (j, id) in c.connections.iter().enumerate() {
+        match ConnectionId::parse(id) {
+            Ok(id) if known.iter().any(|k| k.id == id) => connections.push(id),
+            Ok(id) => ctx.err(format!("{path}.connections[{j}]"), format!("no connection {id} is defined")),
+            Err(e) => ctx.err(format!("{path}.connections[{j}]"), e.0),
+        }
+    }
+    for (j, api) in c.apis.iter().enumerate() {
+        if !apis.iter().any(|a| &a.audience == api) {
+            ctx.err(format!("{path}.apis[{j}]"), format!("no api with audience {api} is defined"));
+        }
+    }
     if ctx.errors.len() > before {
         return None;
     }

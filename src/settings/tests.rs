@@ -1,1 +1,96 @@
+use super::*;
 
+fn env(name: &str) -> Option<String> {
+    (name == "WEB_SECRET").then(|| "s".repeat(40))
+}
+
+const GOOD: &str = r#"
+issuer = "https://login.example.com/"
+[[clients]]
+client_id = "web"
+client_secret = "${WEB_SECRET}"
+redirect_uris = ["https://app.example.com/cb"]
+connections = ["users"]
+[[connections]]
+id = "users"
+type = "static"
+"#;
+
+#[test]
+fn a_good_file_parses_with_defaults() {
+    let s = Settings::parse(GOOD, &env).unwrap();
+    assert_eq!(s.issuer.as_str(), "https://login.example.com");
+    assert!(s.session.cookie_secure, "https issuer: Secure cookies");
+    assert_eq!(s.tokens.code_ttl, 60);
+    let web = s.client("web").unwrap();
+    assert_eq!(web.auth_method, AuthMethod::ClientSecretBasic);
+    assert_eq!(web.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    assert!(web.require_pkce);
+    assert_eq!(web.secret_digest, Some(secret_digest(&Secret::new("s".repeat(40)))));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_path() {
+    let text = r#"
+issuer = "ftp://nope"
+colour = "blue"
+[tokens]
+code_ttl = 0
+[keys]
+algorithm = "HS256"
+[[clients]]
+client_id = "web"
+client_secret = "${MISSING}"
+redirect_uris = ["https://ok.example/cb", "https://bad.example/cb#frag"]
+connections = ["nowhere"]
+grant_types = ["implicit"]
+[[clients]]
+client_id = "spa"
+require_pkce = false
+redirect_uris = ["https://spa.example/"]
+[[connections]]
+id = "Bad Id"
+type = "static"
+"#;
+    let errors = Settings::parse(text, &env).unwrap_err().0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "issuer",
+        "colour",
+        "tokens.code_ttl",
+        "keys.algorithm",
+        "clients[0].client_secret",
+        "clients[0].redirect_uris[1]",
+        "clients[0].grant_types[0]",
+        "clients[1].require_pkce",
+        "connections[0].id",
+    ] {
+        assert!(paths.contains(&expected), "missing error at {expected}; got {errors:#?}");
+    }
+}
+
+#[test]
+fn references_between_sections_are_checked() {
+    let text =
+        GOOD.replace("connections = [\"users\"]", "connections = [\"users\", \"ghost\"]\napis = [\"https://nope\"]");
+    let errors = Settings::parse(&text, &env).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.path == "clients[0].connections[1]"));
+    assert!(errors.iter().any(|e| e.path == "clients[0].apis[0]"));
+}
+
+#[test]
+fn a_short_secret_and_a_syntax_error_are_refused() {
+    let short = GOOD.replace("${WEB_SECRET}", "short");
+    assert!(Settings::parse(&short, &env).unwrap_err().0.iter().any(|e| e.path == "clients[0].client_secret"));
+    let broken = Settings::parse("issuer = ", &env).unwrap_err();
+    assert!(broken.0[0].path.starts_with("line "), "{broken}");
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let s = Settings::embedded();
+    assert!(s.demo);
+    assert_eq!(s.issuer.as_str(), "http://127.0.0.1:8080");
+    let moved = s.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:9999").unwrap());
+    assert_eq!(moved.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:9999/demo");
+}
