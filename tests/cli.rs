@@ -38,6 +38,19 @@ impl Drop for Served {
     }
 }
 
+/// `GET /healthz` answers 200 (the listener is bound before the node is built, so an open
+/// port alone does not mean ready).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -45,38 +58,39 @@ fn free_port() -> u16 {
 /// Start the embedded default in `dir` and wait until it answers.
 fn serve_embedded(dir: &Path) -> Served {
     let port = free_port();
+    serve(dir, port, &["serve", "--listen", &format!("127.0.0.1:{port}")], "warn", Stdio::null())
+}
+
+fn serve(dir: &Path, port: u16, args: &[&str], log: &str, stderr: Stdio) -> Served {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         .current_dir(dir)
-        .env("GATEHOUSE_LOG", "warn")
+        .env("GATEHOUSE_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stdout = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) => {
-                let done = line.contains("Demo user");
-                stdout.push(line);
-                if done {
-                    break;
-                }
+    // Read stdout on a thread, so a quiet child cannot block the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
             }
-            _ => break,
         }
-    }
-    let served = Served { child, base: format!("http://127.0.0.1:{port}"), stdout };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return served;
-        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthy(port) {
+        assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("gatehouse did not start; printed {:?}", served.stdout);
+    // What it printed before serving, if anything.
+    let mut stdout = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        stdout.push(line);
+    }
+    Served { child, base: format!("http://127.0.0.1:{port}"), stdout }
 }
 
 async fn kids(base: &str) -> Vec<String> {
@@ -94,7 +108,8 @@ async fn the_embedded_default_serves_the_demo_and_keeps_its_key() {
     assert!(printed.contains("demo@gatehouse.test / gatehouse-demo"), "{printed}");
     let demo = reqwest::get(format!("{}/demo", first.base)).await.unwrap();
     assert_eq!(demo.status(), 200);
-    assert!(demo.text().await.unwrap().contains("gatehouse-demo"));
+    let page = demo.text().await.unwrap();
+    assert!(page.contains("demo@gatehouse.test"), "the embedded default shows its demo user");
     let kid = kids(&first.base).await;
     assert_eq!(kid.len(), 1);
     let alg: serde_json::Value =
@@ -172,5 +187,106 @@ fn version_and_help() {
     let help = String::from_utf8_lossy(&h.stdout);
     for cmd in ["serve", "check-config", "keys", "hash-password"] {
         assert!(help.contains(cmd), "{help}");
+    }
+}
+
+#[tokio::test]
+async fn logs_carry_no_secrets_even_at_trace_level() {
+    use crate::harness::*;
+    let dir = TempDir::new();
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let config = dir.0.join("gatehouse.toml");
+    std::fs::write(&config, crate::harness::config("ES256").replace("{issuer}", &issuer)).unwrap();
+    let log = dir.0.join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["serve", "--config", config.to_str().unwrap(), "--listen", &listen];
+    let mut served = serve(&dir.0, port, &args, "trace", Stdio::from(file));
+
+    let b = browser();
+    let (verifier, challenge) = pkce();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "web"),
+        ("redirect_uri", WEB_REDIRECT),
+        ("scope", "openid email offline_access"),
+        ("state", "s"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let r = b.get(url.as_str()).send().await.unwrap();
+    let hosted = location(&r);
+    let page = b.get(format!("{issuer}{hosted}")).send().await.unwrap().text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let wrong = b
+        .post(format!("{issuer}{hosted}/credentials"))
+        .form(&[("csrf", csrf.as_str()), ("username", "ada@example.com"), ("password", "not-the-password-xyzzy")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let done = b
+        .post(format!("{issuer}{hosted}/credentials"))
+        .form(&[("csrf", csrf.as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let session_cookie = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("gh_session="))
+        .unwrap();
+    let session_value = session_cookie.trim_start_matches("gh_session=").split(';').next().unwrap().to_owned();
+    let code = param(&location(&done), "code").unwrap();
+    let c = reqwest::Client::new();
+    let t: serde_json::Value = c
+        .post(format!("{issuer}/token"))
+        .basic_auth("web", Some(WEB_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", WEB_REDIRECT),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let r = c
+        .post(format!("{issuer}/token"))
+        .basic_auth("web", Some(WEB_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    c.get(format!("{issuer}/userinfo")).bearer_auth(t["access_token"].as_str().unwrap()).send().await.unwrap();
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("login completed"), "the login was logged at all:\n{logs}");
+    let secrets = [
+        ("password", PASSWORD),
+        ("wrong password", "not-the-password-xyzzy"),
+        ("client secret", WEB_SECRET),
+        ("code", code.as_str()),
+        ("code verifier", verifier.as_str()),
+        ("access token", t["access_token"].as_str().unwrap()),
+        ("id token", t["id_token"].as_str().unwrap()),
+        ("refresh token", refresh),
+        ("refresh secret", refresh.split('.').nth(1).unwrap()),
+        ("session cookie", session_value.as_str()),
+        ("csrf token", csrf.as_str()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logs.contains(secret), "the {what} appears in the log");
     }
 }

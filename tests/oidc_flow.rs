@@ -429,3 +429,39 @@ async fn health_readiness_and_metrics() {
     assert!(m.contains("gatehouse_logins_total{connection=\"users\",result=\"success\"} 1"), "{m}");
     assert!(m.contains("gatehouse_http_request_duration_seconds_bucket"), "{m}");
 }
+
+#[tokio::test]
+async fn form_post_response_mode_and_unknown_paths() {
+    let app = TestApp::start().await;
+    let b = browser();
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("response_mode", "form_post")]);
+    let r = b.get(&url).send().await.unwrap();
+    let hosted = location(&r);
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "form_post answers with a self-submitting form");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let html = r.text().await.unwrap().replace("&#x2f;", "/");
+    assert!(html.contains(&format!("action=\"{WEB_REDIRECT}\"")), "{html}");
+    assert!(!hidden(&html, "code").is_empty());
+    assert_eq!(hidden(&html, "state"), "st-123");
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(
+        html.contains(&format!("<script nonce=\"{nonce}\">")),
+        "the submit script is allowed by this response's CSP"
+    );
+
+    let r = reqwest::get(app.url("/nope")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    let r = reqwest::Client::new().get(app.url("/token")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "a known path with the wrong method");
+    let demo = reqwest::get(app.url("/demo")).await.unwrap().text().await.unwrap();
+    assert!(!demo.contains("demo@gatehouse.test"), "no demo credentials outside the embedded default");
+}

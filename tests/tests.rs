@@ -16,6 +16,8 @@ mod interop;
 /// Architecture invariants and docs, checked against the tree.
 mod tidy;
 
+/// A real browser (headless Chromium over WebDriver) through the `/demo` relying party.
+mod browser;
 
 /// The binary: embedded default, check-config, keys rotate.
 mod cli;

@@ -51,7 +51,8 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/logout").get(login::logout).post(login::logout))
             .service(web::resource("/healthz").get(ops::healthz))
             .service(web::resource("/readyz").get(ops::readyz))
-            .service(web::resource("/metrics").get(ops::metrics));
+            .service(web::resource("/metrics").get(ops::metrics))
+            .default_service(web::to(ops::not_found));
         if demo {
             cfg.service(web::resource("/demo").get(ops::demo)).service(web::resource("/demo/app.js").get(ops::demo_js));
         }

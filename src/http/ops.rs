@@ -41,8 +41,8 @@ pub async fn demo(core: web::Data<Core>, page: Page) -> HttpResponse {
             "issuer": issuer,
             "client_id": DEMO_CLIENT,
             "redirect_uri": core.settings.issuer.join("/demo"),
-            "demo_username": DEMO_USERNAME,
-            "demo_password": DEMO_PASSWORD,
+            "demo_username": core.settings.embedded.then_some(DEMO_USERNAME),
+            "demo_password": core.settings.embedded.then_some(DEMO_PASSWORD),
         }),
     )
 }
@@ -52,4 +52,16 @@ pub async fn demo_js() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(crate::ui::DEMO_JS)
+}
+
+/// Anything unrouted: a page for browsers, RFC-style JSON for everything else.
+pub async fn not_found(req: actix_web::HttpRequest, page: Page) -> HttpResponse {
+    let wants_html =
+        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        page.error(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.", "not_found")
+    } else {
+        HttpResponse::NotFound()
+            .json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}))
+    }
 }

@@ -194,6 +194,8 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Serve the demo relying party at `/demo`.
     pub demo: bool,
+    /// This is the embedded default (its demo user exists, so `/demo` may show it).
+    pub embedded: bool,
     pub apis: Vec<ApiSettings>,
     pub clients: Vec<ClientSettings>,
     pub connections: Vec<ConnectionSettings>,
@@ -217,7 +219,9 @@ impl Settings {
 
     /// The zero-setup default of `gatehouse serve` without `--config`.
     pub fn embedded() -> Self {
-        Self::parse(EMBEDDED, &|_| None).expect("the embedded configuration is valid")
+        let mut s = Self::parse(EMBEDDED, &|_| None).expect("the embedded configuration is valid");
+        s.embedded = true;
+        s
     }
 
     /// Move the issuer (and the demo client's redirect URIs with it), for `--issuer` and for

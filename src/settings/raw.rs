@@ -341,6 +341,7 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         session,
         login,
         demo,
+        embedded: false,
         apis,
         clients,
         connections,
