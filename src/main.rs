@@ -132,6 +132,7 @@ fn serve(
             println!("  Demo app:  {issuer}/demo");
             println!("  Demo user: {DEMO_USERNAME} / {DEMO_PASSWORD}");
         }
+        tokio::spawn(core.clone().upkeep());
         match gatehouse::http::serve(core, listener, workers).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -176,7 +177,7 @@ fn rotate(config: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime().block_on(async move {
-        let store = match gatehouse::state::store_for(&settings) {
+        let store = match gatehouse::state::store_for(&settings).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{e}");
@@ -192,7 +193,7 @@ fn rotate(config: Option<PathBuf>) -> ExitCode {
                     ring.keys[0].alg,
                     ring.keys.len()
                 );
-                println!("running nodes pick it up at their next start");
+                println!("running nodes pick it up within {} seconds", gatehouse::state::KEY_POLL.as_secs());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -1,96 +1,20 @@
 //! The `gatehouse` binary: the embedded default, `check-config`, `keys rotate`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!("gatehouse-cli-{}", gatehouse::types::random_token(9)));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `gatehouse serve` child process, killed on drop.
-struct Served {
-    child: Child,
-    base: String,
-    stdout: Vec<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET /healthz` answers 200 (the listener is bound before the node is built, so an open
-/// port alone does not mean ready).
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::harness::{BIN, Node, TempDir, free_port, spawn_node};
 
 /// Start the embedded default in `dir` and wait until it answers.
-fn serve_embedded(dir: &Path) -> Served {
+fn serve_embedded(dir: &Path) -> Node {
     let port = free_port();
-    serve(dir, port, &["serve", "--listen", &format!("127.0.0.1:{port}")], "warn", Stdio::null())
-}
-
-fn serve(dir: &Path, port: u16, args: &[&str], log: &str, stderr: Stdio) -> Served {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("GATEHOUSE_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    // Read stdout on a thread, so a quiet child cannot block the test.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(port) {
-        assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // What it printed before serving, if anything.
-    let mut stdout = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        stdout.push(line);
-    }
-    Served { child, base: format!("http://127.0.0.1:{port}"), stdout }
+    spawn_node(
+        dir,
+        port,
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+        &[("GATEHOUSE_LOG", "warn")],
+        Stdio::null(),
+    )
 }
 
 async fn kids(base: &str) -> Vec<String> {
@@ -202,7 +126,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
     let file = std::fs::File::create(&log).unwrap();
     let listen = format!("127.0.0.1:{port}");
     let args = ["serve", "--config", config.to_str().unwrap(), "--listen", &listen];
-    let mut served = serve(&dir.0, port, &args, "trace", Stdio::from(file));
+    let mut served = spawn_node(&dir.0, port, &args, &[("GATEHOUSE_LOG", "trace")], Stdio::from(file));
 
     let b = browser();
     let (verifier, challenge) = pkce();
@@ -268,8 +192,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
         .unwrap();
     assert_eq!(r.status(), 200);
     c.get(format!("{issuer}/userinfo")).bearer_auth(t["access_token"].as_str().unwrap()).send().await.unwrap();
-    let _ = served.child.kill();
-    let _ = served.child.wait();
+    served.stop();
 
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("login completed"), "the login was logged at all:\n{logs}");

@@ -301,3 +301,107 @@ pub fn header(jwt: &str) -> serde_json::Value {
     let part = jwt.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// The `gatehouse` binary built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("gatehouse-test-{}", gatehouse::types::random_token(9)));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET /healthz` answers 200 (the listener is bound before the node is built, so an open
+/// port alone does not mean ready).
+pub fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// A `gatehouse` child process, killed on drop.
+pub struct Node {
+    pub child: std::process::Child,
+    pub base: String,
+    /// What it printed on stdout before it served.
+    pub stdout: Vec<String>,
+}
+
+impl Node {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run `gatehouse ARGS` in `dir` and wait until it serves on `port`.
+pub fn spawn_node(
+    dir: &std::path::Path,
+    port: u16,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> Node {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // Read stdout on a thread, so a quiet child cannot block the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthy(port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("gatehouse {args:?} exited with {status} before serving");
+        }
+        assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdout = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        stdout.push(line);
+    }
+    Node { child, base: format!("http://127.0.0.1:{port}"), stdout }
+}

@@ -21,3 +21,12 @@ mod browser;
 
 /// The binary: embedded default, check-config, keys rotate.
 mod cli;
+
+/// Redis servers the tests own: single, Cluster, Sentinel.
+mod redis_harness;
+
+/// The store conformance suite against real Redis topologies.
+mod redis_store;
+
+/// Stateless nodes on one Redis: cross-node logins, races, key rotation, outages.
+mod multi_node;

@@ -53,9 +53,12 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
+    /// This process only: the embedded default.
     Memory,
+    /// Redis (single server, Cluster or Sentinel): shared by every node.
+    Redis(crate::store::redis::RedisConfig),
 }
 
 #[derive(Debug, Clone)]

@@ -94,3 +94,11 @@ fn the_embedded_default_is_valid() {
     let moved = s.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:9999").unwrap());
     assert_eq!(moved.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:9999/demo");
 }
+
+#[test]
+fn env_references_take_defaults() {
+    let text = "issuer = \"${NOPE:-http://127.0.0.1:9000}\"\nlisten = \"${LISTEN:-127.0.0.1:1}\"";
+    let s = Settings::parse(text, &|n| (n == "LISTEN").then(|| "127.0.0.1:7000".to_owned())).unwrap();
+    assert_eq!(s.issuer.as_str(), "http://127.0.0.1:9000");
+    assert_eq!(s.listen.port(), 7000);
+}

@@ -100,7 +100,7 @@ impl MemoryStore {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if write {
             g.writes += 1;
-            if g.writes % 4096 == 0 {
+            if g.writes.is_multiple_of(4096) {
                 g.transactions.sweep(now);
                 g.codes.sweep(now);
                 g.sessions.sweep(now);

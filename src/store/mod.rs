@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod keyfile;
 pub mod memory;
 pub mod records;
+pub mod redis;
 
 use std::sync::Arc;
 

@@ -10,23 +10,29 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::store::UserRecord;
+use crate::store::{KeyRingRecord, UserRecord};
 use crate::types::{ClientId, Issuer, Scopes};
 pub use keys::{KeyError, KeyRing, SigningAlg};
 
-/// The live key ring, swapped whole when keys rotate.
+/// The live key ring, swapped whole when keys rotate, with the record it was loaded from
+/// (so a node can write it back to a store that lost it).
 #[derive(Clone)]
-pub struct Keys(Arc<RwLock<KeyRing>>);
+pub struct Keys(Arc<RwLock<(KeyRing, KeyRingRecord)>>);
 
 impl Keys {
-    pub fn new(ring: KeyRing) -> Self {
-        Self(Arc::new(RwLock::new(ring)))
+    pub fn load(record: KeyRingRecord) -> Result<Self, KeyError> {
+        Ok(Self(Arc::new(RwLock::new((KeyRing::from_record(&record)?, record)))))
     }
     pub fn ring(&self) -> KeyRing {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
-    pub fn replace(&self, ring: KeyRing) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = ring;
+    pub fn record(&self) -> KeyRingRecord {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+    pub fn replace(&self, record: KeyRingRecord) -> Result<(), KeyError> {
+        let ring = KeyRing::from_record(&record)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (ring, record);
+        Ok(())
     }
 }
 
