@@ -202,6 +202,10 @@ impl TestSentinel {
     pub fn sentinel_url(&self) -> String {
         self.sentinel.url()
     }
+
+    pub fn sentinel_port(&self) -> u16 {
+        self.sentinel.port
+    }
 }
 
 /// A private CA and a server certificate for 127.0.0.1, made with the openssl command.

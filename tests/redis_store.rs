@@ -139,3 +139,35 @@ async fn tls_and_acl_credentials() {
     wrong.timeout = Duration::from_millis(500);
     assert!(RedisStore::connect(&wrong).await.is_err(), "a wrong password is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_is_followed() {
+    let mut setup = TestSentinel::start();
+    let (s, _) = store(Topology::Sentinel {
+        sentinels: vec![setup.sentinel_url()],
+        master_name: MASTER_NAME.into(),
+        node_url: None,
+    })
+    .await;
+    assert!(s.replay.insert_once("before-failover", 600).await.unwrap());
+    // Let the write reach the replica, then lose the master.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    setup.master.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        match s.replay.insert_once("after-failover", 600).await {
+            Ok(true) => break,
+            Ok(false) => panic!("a fresh key cannot be a replay"),
+            Err(e) => {
+                assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+                assert!(std::time::Instant::now() < deadline, "the store never followed the failover");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let master = command(setup.sentinel_port(), &format!("SENTINEL get-master-addr-by-name {MASTER_NAME}")).unwrap();
+    assert!(master.contains(&setup.replica.port.to_string()), "the replica was promoted: {master}");
+    assert!(!s.replay.insert_once("before-failover", 600).await.unwrap(), "replicated state survived the failover");
+    let role = command(setup.replica.port, "ROLE").unwrap();
+    assert!(role.contains("master"), "writes now go to the promoted replica: {role}");
+}
