@@ -117,6 +117,8 @@ impl Opts {
 type Fail = String;
 
 fn browser() -> reqwest::Client {
+    // reqwest carries no TLS provider of its own here: install aws-lc-rs, as Gatehouse does.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -127,6 +129,7 @@ fn browser() -> reqwest::Client {
 }
 
 fn backchannel() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

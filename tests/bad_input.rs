@@ -102,7 +102,7 @@ async fn duplicated_oversized_and_malformed_parameters() {
     assert_eq!(r.status(), 400);
 
     let token = |body: &'static str| {
-        reqwest::Client::new()
+        crate::harness::http()
             .post(app.url("/token"))
             .basic_auth("web", Some(WEB_SECRET))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -115,7 +115,7 @@ async fn duplicated_oversized_and_malformed_parameters() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "unsupported_grant_type");
     let r = token("").await.unwrap();
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_request");
-    let r = reqwest::Client::new()
+    let r = crate::harness::http()
         .post(app.url("/token"))
         .basic_auth("web", Some(WEB_SECRET))
         .header("content-type", "application/json")
@@ -125,7 +125,7 @@ async fn duplicated_oversized_and_malformed_parameters() {
         .unwrap();
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_request");
     let huge = "a=".to_owned() + &"b".repeat(70 * 1024);
-    let r = reqwest::Client::new()
+    let r = crate::harness::http()
         .post(app.url("/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(huge)
@@ -138,7 +138,7 @@ async fn duplicated_oversized_and_malformed_parameters() {
 #[tokio::test]
 async fn client_authentication_failures() {
     let app = TestApp::start().await;
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let form = [("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", WEB_REDIRECT)];
     let r = c.post(app.url("/token")).basic_auth("web", Some("wrong-secret")).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -162,7 +162,7 @@ async fn client_authentication_failures() {
 async fn code_redemption_mistakes() {
     let app = TestApp::start().await;
     let b = browser();
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let fresh_code = |verifier_challenge: (String, String)| {
         let b = b.clone();
         let app = &app;
@@ -233,7 +233,7 @@ async fn a_refresh_token_of_another_client_is_refused_and_left_intact() {
     let app = TestApp::start().await;
     let t = tokens_for_ada(&app).await;
     let token = t["refresh_token"].as_str().unwrap();
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let r = c
         .post(app.url("/token"))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", "spa")])
@@ -289,7 +289,7 @@ async fn hosted_steps_are_bound_to_the_browser_and_the_form() {
 #[tokio::test]
 async fn userinfo_needs_a_valid_bearer() {
     let app = TestApp::start().await;
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let r = c.get(app.url("/userinfo")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));

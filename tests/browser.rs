@@ -60,7 +60,7 @@ impl WebDriver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER} ({e}): run ./scripts/setup"));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let http = crate::harness::http_builder().timeout(Duration::from_secs(60)).build().unwrap();
         // The guard exists from here on, so a failure below still kills chromedriver.
         let mut wd = Self { http, driver: format!("http://127.0.0.1:{port}"), session: String::new(), child, profile };
 
@@ -270,7 +270,7 @@ impl Drop for WebDriver {
             let url = format!("{}/session/{}", self.driver, self.session);
             let _ = std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+                    let http = crate::harness::http_builder().timeout(Duration::from_secs(20)).build().unwrap();
                     let _ = http.delete(url).send().await;
                 })
             })

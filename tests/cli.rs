@@ -19,7 +19,7 @@ fn serve_embedded(dir: &Path) -> Node {
 
 async fn kids(base: &str) -> Vec<String> {
     let jwks: serde_json::Value =
-        reqwest::get(format!("{base}/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+        crate::harness::get(format!("{base}/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
 }
 
@@ -30,14 +30,14 @@ async fn the_embedded_default_serves_the_demo_and_keeps_its_key() {
     let printed = first.stdout.join("\n");
     assert!(printed.contains(&format!("Issuer:    {}", first.base)), "{printed}");
     assert!(printed.contains("demo@gatehouse.test / gatehouse-demo"), "{printed}");
-    let demo = reqwest::get(format!("{}/demo", first.base)).await.unwrap();
+    let demo = crate::harness::get(format!("{}/demo", first.base)).await.unwrap();
     assert_eq!(demo.status(), 200);
     let page = demo.text().await.unwrap();
     assert!(page.contains("demo@gatehouse.test"), "the embedded default shows its demo user");
     let kid = kids(&first.base).await;
     assert_eq!(kid.len(), 1);
     let alg: serde_json::Value =
-        reqwest::get(format!("{}/.well-known/jwks.json", first.base)).await.unwrap().json().await.unwrap();
+        crate::harness::get(format!("{}/.well-known/jwks.json", first.base)).await.unwrap().json().await.unwrap();
     assert_eq!(alg["keys"][0]["alg"], "RS256", "RS256 by default");
     drop(first);
 
@@ -166,7 +166,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
         .unwrap();
     let session_value = session_cookie.trim_start_matches("gh_session=").split(';').next().unwrap().to_owned();
     let code = param(&location(&done), "code").unwrap();
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let t: serde_json::Value = c
         .post(format!("{issuer}/token"))
         .basic_auth("web", Some(WEB_SECRET))

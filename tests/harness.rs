@@ -186,9 +186,26 @@ impl Drop for TestApp {
     }
 }
 
+/// reqwest is built without a TLS provider of its own (Gatehouse uses aws-lc-rs for TLS):
+/// install that one before any client is built.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A plain HTTP client.
+pub fn http() -> reqwest::Client {
+    http_builder().build().unwrap()
+}
+
+/// `GET url` with a plain client.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// A browser: keeps cookies, never follows redirects.
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    http_builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// A PKCE pair (verifier, S256 challenge).
@@ -263,7 +280,7 @@ pub async fn login(app: &TestApp, b: &reqwest::Client, authorize: &str, username
 
 /// Exchange a code at `/token` as the confidential `web` client.
 pub async fn redeem(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    http()
         .post(app.url("/token"))
         .basic_auth("web", Some(WEB_SECRET))
         .form(&[

@@ -90,7 +90,7 @@ async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &s
 }
 
 async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    crate::harness::http()
         .post(node.url("/token"))
         .form(&[
             ("grant_type", "authorization_code"),
@@ -105,7 +105,7 @@ async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> req
 }
 
 async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    crate::harness::http()
         .post(node.url("/token"))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", CLIENT)])
         .send()
@@ -114,7 +114,7 @@ async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
 }
 
 async fn jwks(node: &Node) -> serde_json::Value {
-    reqwest::get(node.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap()
+    crate::harness::get(node.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +128,7 @@ async fn a_login_started_on_one_node_finishes_on_the_other() {
     let code = login_across(&b, &n.a, &n.b, &n.issuer, &challenge).await;
     let t: serde_json::Value = redeem_at(&n.a, &n.issuer, &code, &verifier).await.json().await.unwrap();
     let access = t["access_token"].as_str().expect("tokens from node A");
-    let info = reqwest::Client::new().get(n.b.url("/userinfo")).bearer_auth(access).send().await.unwrap();
+    let info = crate::harness::http().get(n.b.url("/userinfo")).bearer_auth(access).send().await.unwrap();
     assert_eq!(info.status(), 200, "node B accepts node A's token");
     assert_eq!(info.json::<serde_json::Value>().await.unwrap()["sub"], "auth0|demo");
 
@@ -228,7 +228,7 @@ async fn a_redis_outage_mid_login_gives_clean_503s_and_recovers() {
     let page = b.get(n.b.url(&hosted)).send().await.unwrap();
     assert_eq!(page.status(), 503, "hosted page while Redis is down");
     assert!(page.text().await.unwrap().contains("correlation-id"));
-    let token = reqwest::Client::new()
+    let token = crate::harness::http()
         .post(n.a.url("/token"))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", "g.x"), ("client_id", CLIENT)])
         .send()
@@ -236,8 +236,8 @@ async fn a_redis_outage_mid_login_gives_clean_503s_and_recovers() {
         .unwrap();
     assert_eq!(token.status(), 503);
     assert_eq!(token.json::<serde_json::Value>().await.unwrap()["error"], "temporarily_unavailable");
-    assert_eq!(reqwest::get(n.a.url("/readyz")).await.unwrap().status(), 503);
-    assert_eq!(reqwest::get(n.a.url("/healthz")).await.unwrap().status(), 200, "the process itself is fine");
+    assert_eq!(crate::harness::get(n.a.url("/readyz")).await.unwrap().status(), 503);
+    assert_eq!(crate::harness::get(n.a.url("/healthz")).await.unwrap().status(), 200, "the process itself is fine");
     let r = b.get(authorize(&n.b.base, &n.issuer, &challenge, &[])).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let to = location(&r);
@@ -277,7 +277,7 @@ async fn users_and_refresh_tokens_survive_a_restart_with_aof() {
     let r = refresh_at(&n.b, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200, "the refresh family survived");
     let access = r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
-    let info = reqwest::Client::new().get(n.b.url("/userinfo")).bearer_auth(&access).send().await.unwrap();
+    let info = crate::harness::http().get(n.b.url("/userinfo")).bearer_auth(&access).send().await.unwrap();
     assert_eq!(info.status(), 200, "the user survived");
     let fresh = start_node(&TempDir::new(), free_port(), &n.issuer, &redis.url(), &prefix_of(&redis), Stdio::null());
     assert_eq!(jwks(&fresh).await["keys"][0]["kid"], kid, "the key ring survived");
@@ -287,7 +287,7 @@ async fn users_and_refresh_tokens_survive_a_restart_with_aof() {
 async fn wait_ready(nodes: &[&Node]) {
     let deadline = Instant::now() + Duration::from_secs(5);
     for node in nodes {
-        while reqwest::get(node.url("/readyz")).await.unwrap().status() != 200 {
+        while crate::harness::get(node.url("/readyz")).await.unwrap().status() != 200 {
             assert!(Instant::now() < deadline, "{} did not become ready again", node.base);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

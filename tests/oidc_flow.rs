@@ -52,7 +52,7 @@ async fn code_flow_issues_verifiable_tokens_with_the_profile() {
         assert_eq!(at["aud"], app.url("/userinfo"));
         assert!(at["jti"].as_str().is_some());
 
-        let info: serde_json::Value = reqwest::Client::new()
+        let info: serde_json::Value = crate::harness::http()
             .get(app.url("/userinfo"))
             .bearer_auth(access)
             .send()
@@ -65,7 +65,7 @@ async fn code_flow_issues_verifiable_tokens_with_the_profile() {
         assert_eq!(info["given_name"], "Ada");
 
         let jwks: serde_json::Value =
-            reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+            crate::harness::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
         assert_eq!(jwks["keys"][0]["kid"], ring.current().kid.as_str());
         assert_eq!(jwks["keys"][0]["alg"], alg);
     }
@@ -85,14 +85,14 @@ async fn a_reused_code_fails_and_revokes_what_it_issued() {
     let e: serde_json::Value = second.json().await.unwrap();
     assert_eq!(e["error"], "invalid_grant");
 
-    let r = reqwest::Client::new()
+    let r = crate::harness::http()
         .get(app.url("/userinfo"))
         .bearer_auth(first["access_token"].as_str().unwrap())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "the first use's access token is revoked");
-    let refresh = reqwest::Client::new()
+    let refresh = crate::harness::http()
         .post(app.url("/token"))
         .basic_auth("web", Some(WEB_SECRET))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap())])
@@ -103,7 +103,7 @@ async fn a_reused_code_fails_and_revokes_what_it_issued() {
 }
 
 async fn refresh(app: &TestApp, client: &str, secret: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    crate::harness::http()
         .post(app.url("/token"))
         .basic_auth(client, Some(secret))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
@@ -128,7 +128,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_eq!(reuse.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
     let after = refresh(&app, "web", WEB_SECRET, r1).await;
     assert_eq!(after.status(), 400, "reuse revoked the whole family, the newest token too");
-    let info = reqwest::Client::new().get(app.url("/userinfo")).bearer_auth(&a1).send().await.unwrap();
+    let info = crate::harness::http().get(app.url("/userinfo")).bearer_auth(&a1).send().await.unwrap();
     assert_eq!(info.status(), 401, "and the family's access tokens");
     assert!(info.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 }
@@ -197,7 +197,7 @@ async fn public_client_with_pkce_and_the_chooser() {
         .unwrap();
     let done = location(&r);
     let code = param(&done, "code").unwrap();
-    let token = reqwest::Client::new()
+    let token = crate::harness::http()
         .post(app.url("/token"))
         .form(&[
             ("grant_type", "authorization_code"),
@@ -281,7 +281,7 @@ async fn id_token_hint_and_logout() {
 #[tokio::test]
 async fn client_credentials_scopes_and_audience() {
     let app = TestApp::start().await;
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let cc = |extra: Vec<(&'static str, &'static str)>| {
         let mut form = vec![("grant_type", "client_credentials"), ("client_id", "m2m"), ("client_secret", M2M_SECRET)];
         form.extend(extra);
@@ -322,7 +322,7 @@ async fn revocation_and_introspection() {
     let t = tokens_for_ada(&app).await;
     let access = t["access_token"].as_str().unwrap();
     let refresh_token = t["refresh_token"].as_str().unwrap();
-    let c = reqwest::Client::new();
+    let c = crate::harness::http();
     let introspect = |token: &str| {
         c.post(app.url("/introspect")).basic_auth("web", Some(WEB_SECRET)).form(&[("token", token)]).send()
     };
@@ -396,7 +396,7 @@ async fn wrong_passwords_are_throttled_and_answered_alike() {
 async fn discovery_advertises_only_what_works() {
     let app = TestApp::start().await;
     let d: serde_json::Value =
-        reqwest::get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
+        crate::harness::get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(d["issuer"], app.issuer);
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
@@ -413,7 +413,7 @@ async fn discovery_advertises_only_what_works() {
     ] {
         let url = d[endpoint].as_str().unwrap();
         assert!(url.starts_with(&app.issuer), "{endpoint}");
-        let r = reqwest::Client::new().get(url).send().await.unwrap();
+        let r = crate::harness::http().get(url).send().await.unwrap();
         assert_ne!(r.status(), 404, "{endpoint} is served");
     }
 }
@@ -421,10 +421,10 @@ async fn discovery_advertises_only_what_works() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let app = TestApp::start().await;
-    assert_eq!(reqwest::get(app.url("/healthz")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(app.url("/readyz")).await.unwrap().status(), 200);
+    assert_eq!(crate::harness::get(app.url("/healthz")).await.unwrap().status(), 200);
+    assert_eq!(crate::harness::get(app.url("/readyz")).await.unwrap().status(), 200);
     tokens_for_ada(&app).await;
-    let m = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let m = crate::harness::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(m.contains("gatehouse_tokens_issued_total{grant_type=\"authorization_code\"} 1"), "{m}");
     assert!(m.contains("gatehouse_logins_total{connection=\"users\",result=\"success\"} 1"), "{m}");
     assert!(m.contains("gatehouse_http_request_duration_seconds_bucket"), "{m}");
@@ -457,11 +457,11 @@ async fn form_post_response_mode_and_unknown_paths() {
         "the submit script is allowed by this response's CSP"
     );
 
-    let r = reqwest::get(app.url("/nope")).await.unwrap();
+    let r = crate::harness::get(app.url("/nope")).await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
-    let r = reqwest::Client::new().get(app.url("/token")).send().await.unwrap();
+    let r = crate::harness::http().get(app.url("/token")).send().await.unwrap();
     assert_eq!(r.status(), 405, "a known path with the wrong method");
-    let demo = reqwest::get(app.url("/demo")).await.unwrap().text().await.unwrap();
+    let demo = crate::harness::get(app.url("/demo")).await.unwrap().text().await.unwrap();
     assert!(!demo.contains("demo@gatehouse.test"), "no demo credentials outside the embedded default");
 }

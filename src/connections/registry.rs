@@ -9,10 +9,32 @@ use gatehouse_connector::{Connector, ConnectorError, OpenContext};
 type Open = fn(serde_json::Value, &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError>;
 
 /// `(type, opener)`, one row per connector crate.
-pub const CONNECTORS: &[(&str, Open)] = &[("static", open_static)];
+pub const CONNECTORS: &[(&str, Open)] = &[
+    ("facebook", open_facebook),
+    ("google", open_google),
+    ("oauth2", open_oauth2),
+    ("oidc", open_oidc),
+    ("static", open_static),
+];
 
 fn options<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ConnectorError> {
     serde_json::from_value(v).map_err(|e| ConnectorError::Misconfigured(e.to_string()))
+}
+
+fn open_oidc(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_oidc::Config>(v)?.open(ctx)?))
+}
+
+fn open_oauth2(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_oauth2::Config>(v)?.open(ctx)?))
+}
+
+fn open_google(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_google::Config>(v)?.open(ctx)?))
+}
+
+fn open_facebook(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_facebook::Config>(v)?.open(ctx)?))
 }
 
 fn open_static(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {

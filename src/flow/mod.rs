@@ -120,6 +120,10 @@ pub enum FlowError {
     Internal(String),
     #[error("{0}")]
     Authorize(OAuthError),
+    /// Shown to the person with a way back to the application (`back`, an `access_denied`
+    /// authorization response); `reason` is for the log.
+    #[error("the sign-in was refused")]
+    Denied { reason: String, back: Box<AuthorizationResponse> },
 }
 
 impl From<ProfileError> for FlowError {
@@ -409,7 +413,7 @@ pub async fn credentials(
         Err(ConnectorError::Denied(reason)) => {
             tracing::info!(connection = %conn_id, %reason, "upstream denied the login");
             let txn = core.store.transactions.take(&txn.id).await?.ok_or(FlowError::UnknownTransaction)?;
-            Ok(CredentialsResult::Done(deny(core, &txn, "the identity provider denied the login")))
+            Err(deny(core, &txn, reason))
         }
         Err(e) => Err(connector_error(e)),
     }
@@ -424,15 +428,17 @@ fn finish_context(core: &Core, conn: &Connection, txn: &TransactionRecord, brows
     }
 }
 
-fn deny(core: &Core, txn: &TransactionRecord, description: &'static str) -> Outcome {
+/// The upstream or a policy refused this person: an error page that says so, with a way
+/// back to the application carrying `access_denied`.
+fn deny(core: &Core, txn: &TransactionRecord, reason: String) -> FlowError {
     core.metrics.login(txn.connection.as_ref().map_or("", |c| c.as_str()), "denied");
     let e = ErrorResponse {
         redirect_uri: txn.request.redirect_uri.clone(),
         response_mode: txn.request.response_mode,
         state: txn.request.state.clone(),
-        error: OAuthError::new(ErrorCode::AccessDenied, description),
+        error: OAuthError::new(ErrorCode::AccessDenied, "the sign-in was refused"),
     };
-    Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str())))
+    FlowError::Denied { reason, back: Box::new(error_response(e, core.settings.issuer.as_str())) }
 }
 
 /// The upstream sent the browser back to `/callback/{connection}`. The transaction id comes
@@ -456,7 +462,7 @@ pub async fn callback(
         Ok(identity) => complete(core, txn, &conn, identity, browser).await,
         Err(ConnectorError::Denied(reason)) => {
             tracing::info!(connection = %conn_id, %reason, "upstream denied the login");
-            Ok(deny(core, &txn, "the identity provider denied the login"))
+            Err(deny(core, &txn, reason))
         }
         Err(e) => {
             if let ConnectorError::InvalidResponse(detail) = &e {
@@ -478,7 +484,15 @@ async fn complete(
 ) -> Result<Outcome, FlowError> {
     let now = core.clock.now();
     let strategy = conn.connector.strategy().to_owned();
-    let user = profile::upsert(core.store.users.as_ref(), &conn.settings.id, &strategy, &identity, now).await?;
+    let user = profile::upsert(
+        core.store.users.as_ref(),
+        &conn.settings.id,
+        &strategy,
+        &conn.settings.profile,
+        &identity,
+        now,
+    )
+    .await?;
     // A new session id at every login: a cookie planted before login is worthless after.
     if let Some(old) = browser.session.as_deref() {
         session::close(&core.store, old).await?;

@@ -83,6 +83,16 @@ pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
         FlowError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "temporarily_unavailable"),
         FlowError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "server_error"),
         FlowError::Authorize(o) => return oauth_page(page, o),
+        FlowError::Denied { reason, back } => {
+            tracing::info!(kind = "access_denied", %reason, "sign-in refused");
+            return page.error_with_back(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused",
+                "The identity provider or a policy refused this sign-in.",
+                "access_denied",
+                Some(back),
+            );
+        }
     };
     match e {
         FlowError::InvalidUpstreamResponse(d)

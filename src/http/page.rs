@@ -9,8 +9,9 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Serialize;
 
-use crate::flow::Browser;
+use crate::flow::{AuthorizationResponse, Browser};
 use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
+use crate::store::ResponseMode;
 use crate::types::random_token;
 
 /// Set by the middleware on every request; quoted on error pages and in every log line.
@@ -65,14 +66,41 @@ impl Page {
     }
 
     pub fn error(&self, status: StatusCode, title: &str, message: &str, code: &str) -> HttpResponse {
+        self.error_with_back(status, title, message, code, None)
+    }
+
+    /// An error page; with `back`, a button that returns to the application with the given
+    /// authorization (error) response, in the client's response mode.
+    pub fn error_with_back(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        code: &str,
+        back: Option<&AuthorizationResponse>,
+    ) -> HttpResponse {
+        /// A link for `query` (a GET form would drop a query the redirect URI has), a form
+        /// for `form_post`.
+        #[derive(Serialize)]
+        struct Back<'a> {
+            url: Option<String>,
+            action: &'a str,
+            fields: &'a [(String, String)],
+        }
         #[derive(Serialize)]
         struct Ctx<'a> {
             title: &'a str,
             message: &'a str,
             code: &'a str,
             correlation_id: &'a str,
+            back: Option<Back<'a>>,
         }
-        self.html(status, "error.html", Ctx { title, message, code, correlation_id: &self.correlation_id })
+        let back = back.map(|b| Back {
+            url: (b.mode == ResponseMode::Query).then(|| b.url().to_string()),
+            action: b.redirect_uri.as_str(),
+            fields: &b.params,
+        });
+        self.html(status, "error.html", Ctx { title, message, code, correlation_id: &self.correlation_id, back })
     }
 }
 

@@ -182,6 +182,8 @@ pub struct ConnectionSettings {
     pub display_name: String,
     /// The connector's own options, handed to it as JSON.
     pub options: serde_json::Value,
+    /// Linking, attribute mapping and profile sync for this connection's identities.
+    pub profile: crate::profile::Policy,
 }
 
 #[derive(Debug, Clone)]

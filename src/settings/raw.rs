@@ -115,6 +115,20 @@ struct RawConnection {
     display_name: Option<String>,
     #[serde(default)]
     options: Option<toml::Value>,
+    #[serde(default)]
+    link_accounts: bool,
+    #[serde(default)]
+    profile_sync: Option<String>,
+    #[serde(default)]
+    mapping: std::collections::BTreeMap<String, StringOrList>,
+}
+
+/// One claim name, or several tried in order.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
 }
 
 struct Ctx<'a> {
@@ -324,11 +338,35 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
                 continue;
             }
         };
+        let sync = match c.profile_sync.as_deref() {
+            None | Some("every_login") => crate::profile::Sync::EveryLogin,
+            Some("on_create") => crate::profile::Sync::OnCreate,
+            Some(other) => {
+                ctx.err(format!("{path}.profile_sync"), format!("{other} is not one of every_login, on_create"));
+                crate::profile::Sync::EveryLogin
+            }
+        };
+        let mut mapping = Vec::new();
+        for (field, claims) in c.mapping {
+            let claims = match claims {
+                StringOrList::One(c) => vec![c],
+                StringOrList::Many(c) => c,
+            };
+            match crate::profile::Field::parse(&field) {
+                Some(f) if !claims.is_empty() => mapping.push((f, claims)),
+                Some(_) => ctx.err(format!("{path}.mapping.{field}"), "names no claim"),
+                None => ctx.err(
+                    format!("{path}.mapping.{field}"),
+                    format!("{field} is not a profile field ({})", crate::profile::Field::NAMES.join(", ")),
+                ),
+            }
+        }
         connections.push(ConnectionSettings {
             display_name: c.display_name.unwrap_or_else(|| id.to_string()),
             id,
             kind: c.kind,
             options,
+            profile: crate::profile::Policy { link_by_verified_email: c.link_accounts, sync, mapping },
         });
     }
 

@@ -289,9 +289,37 @@ async fn users_and_identity_links(store: &Store) {
     assert_eq!(store.users.get(&user_id).await.unwrap(), Some(user.clone()));
     assert_eq!(store.users.find_by_identity("users", &subject).await.unwrap(), Some(user_id.clone()));
     assert_eq!(store.users.find_by_identity("other", &subject).await.unwrap(), None);
-    let updated = UserRecord { logins_count: 2, ..user };
+    let updated = UserRecord { logins_count: 2, ..user.clone() };
     store.users.put(&updated).await.unwrap();
     assert_eq!(store.users.get(&user_id).await.unwrap().unwrap().logins_count, 2, "put updates");
+    assert_eq!(store.users.find_by_verified_email("ADA@example.com").await.unwrap(), Some(user_id.clone()));
+
+    // A second identity, then unlinking it.
+    let second = Identity {
+        connection: ConnectionId::parse("google").unwrap(),
+        provider: "google-oauth2".into(),
+        user_id: subject.clone(),
+        is_social: true,
+        profile_data: Default::default(),
+    };
+    let mut two = updated.clone();
+    two.identities.push(second);
+    store.users.put(&two).await.unwrap();
+    assert_eq!(store.users.find_by_identity("google", &subject).await.unwrap(), Some(user_id.clone()));
+    let after = store.users.unlink(&user_id, "google", &subject).await.unwrap().expect("unlinked");
+    assert_eq!(after.identities.len(), 1);
+    assert_eq!(store.users.find_by_identity("google", &subject).await.unwrap(), None, "the link is gone");
+    assert_eq!(store.users.get(&user_id).await.unwrap().unwrap().identities.len(), 1);
+    assert_eq!(store.users.unlink(&user_id, "google", &subject).await.unwrap(), None, "unlinking twice");
+
+    let unverified = unique("sub");
+    let mut other = updated;
+    other.user_id = UserId::new("auth0", &unverified).unwrap();
+    other.email = Some(format!("{unverified}@example.com"));
+    other.email_verified = false;
+    other.identities.clear();
+    store.users.put(&other).await.unwrap();
+    assert_eq!(store.users.find_by_verified_email(&format!("{unverified}@example.com")).await.unwrap(), None);
 }
 
 async fn key_ring_first_writer_wins(store: &Store) {

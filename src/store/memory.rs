@@ -54,6 +54,7 @@ struct Inner {
     revoked: TtlMap<()>,
     users: HashMap<String, UserRecord>,
     identities: HashMap<String, String>,
+    verified_emails: HashMap<String, String>,
     replay: TtlMap<()>,
     counters: TtlMap<u64>,
     writes: u64,
@@ -84,6 +85,7 @@ impl MemoryStore {
                 revoked: TtlMap::new(),
                 users: HashMap::new(),
                 identities: HashMap::new(),
+                verified_emails: HashMap::new(),
                 replay: TtlMap::new(),
                 counters: TtlMap::new(),
                 writes: 0,
@@ -242,8 +244,27 @@ impl UserStore for MemoryStore {
             g.identities
                 .insert(identity_key(identity.connection.as_str(), &identity.user_id), user.user_id.to_string());
         }
+        if let (Some(email), true) = (&user.email, user.email_verified) {
+            g.verified_emails.insert(email.to_lowercase(), user.user_id.to_string());
+        }
         g.users.insert(user.user_id.to_string(), user.clone());
         Ok(())
+    }
+    async fn find_by_verified_email(&self, email: &str) -> StoreResult<Option<UserId>> {
+        let (g, _) = self.lock(false);
+        Ok(g.verified_emails.get(&email.to_lowercase()).and_then(|id| UserId::parse(id).ok()))
+    }
+    async fn unlink(&self, user: &UserId, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserRecord>> {
+        let (mut g, _) = self.lock(true);
+        let Some(record) = g.users.get_mut(user.as_str()) else { return Ok(None) };
+        let before = record.identities.len();
+        record.identities.retain(|i| !(i.connection.as_str() == connection && i.user_id == upstream_user_id));
+        if record.identities.len() == before {
+            return Ok(None);
+        }
+        let updated = record.clone();
+        g.identities.remove(&identity_key(connection, upstream_user_id));
+        Ok(Some(updated))
     }
     async fn find_by_identity(&self, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserId>> {
         let (g, _) = self.lock(false);

@@ -79,8 +79,14 @@ pub trait RevocationStore: Send + Sync {
 pub trait UserStore: Send + Sync {
     async fn get(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
     async fn put(&self, user: &UserRecord) -> StoreResult<()>;
-    /// The user that holds the identity `provider|user_id` of `connection`, if linked.
+    /// The user that holds the identity `upstream_user_id` of `connection`, if linked.
     async fn find_by_identity(&self, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserId>>;
+    /// The user last stored with this email (case-insensitive) marked verified. An index:
+    /// callers check the user record itself.
+    async fn find_by_verified_email(&self, email: &str) -> StoreResult<Option<UserId>>;
+    /// Remove one identity from a user; the identity is free to become a user of its own.
+    /// Returns the updated user, or `None` if the user or the identity does not exist.
+    async fn unlink(&self, user: &UserId, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserRecord>>;
 }
 
 #[async_trait]

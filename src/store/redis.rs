@@ -512,8 +512,30 @@ impl UserStore for RedisStore {
             let link = self.key("identity", &format!("{}:{}", identity.connection, identity.user_id));
             self.query::<()>(::redis::cmd("SET").arg(link).arg(user.user_id.as_str()).to_owned()).await?;
         }
+        if let (Some(email), true) = (&user.email, user.email_verified) {
+            let index = self.key("email", &email.to_lowercase());
+            self.query::<()>(::redis::cmd("SET").arg(index).arg(user.user_id.as_str()).to_owned()).await?;
+        }
         self.query::<()>(::redis::cmd("SET").arg(self.key("user", user.user_id.as_str())).arg(json(user)?).to_owned())
             .await
+    }
+    async fn find_by_verified_email(&self, email: &str) -> StoreResult<Option<UserId>> {
+        Ok(self.get_string(self.key("email", &email.to_lowercase())).await?.and_then(|id| UserId::parse(&id).ok()))
+    }
+    async fn unlink(&self, user: &UserId, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserRecord>> {
+        let Some(mut record) = UserStore::get(self, user).await? else { return Ok(None) };
+        let before = record.identities.len();
+        record.identities.retain(|i| !(i.connection.as_str() == connection && i.user_id == upstream_user_id));
+        if record.identities.len() == before {
+            return Ok(None);
+        }
+        // The user first, then the link: a crash in between leaves a link pointing at a user
+        // without that identity, which the identity's next login repairs.
+        self.query::<()>(::redis::cmd("SET").arg(self.key("user", user.as_str())).arg(json(&record)?).to_owned())
+            .await?;
+        let link = self.key("identity", &format!("{connection}:{upstream_user_id}"));
+        self.query::<()>(::redis::cmd("DEL").arg(link).to_owned()).await?;
+        Ok(Some(record))
     }
     async fn find_by_identity(&self, connection: &str, upstream_user_id: &str) -> StoreResult<Option<UserId>> {
         let link = self.key("identity", &format!("{connection}:{upstream_user_id}"));

@@ -21,6 +21,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 pub use url::Url;
