@@ -114,11 +114,13 @@ pub struct Options {
     /// Pin "now" to a manual clock the test moves.
     pub manual_clock: bool,
     pub config: Option<String>,
+    /// A listener bound in advance, when peers must know the node's URL before it starts.
+    pub listener: Option<TcpListener>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alg: "ES256", manual_clock: false, config: None }
+        Self { alg: "ES256", manual_clock: false, config: None, listener: None }
     }
 }
 
@@ -128,7 +130,7 @@ impl TestApp {
     }
 
     pub async fn with(opts: Options) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = opts.listener.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap());
         let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let text = opts.config.unwrap_or_else(|| config(opts.alg)).replace("{issuer}", &issuer);
         let settings = Settings::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));

@@ -30,3 +30,9 @@ mod redis_store;
 
 /// Stateless nodes on one Redis: cross-node logins, races, key rotation, outages.
 mod multi_node;
+
+/// Brokered login against a real OpenID Provider (npm oidc-provider): OIDC, Google, linking.
+mod social_oidc;
+
+/// The connector guide's example, compiled and run.
+mod example_connector;

@@ -186,3 +186,14 @@ fn example_config_is_valid_and_documents_every_section() {
         assert!(text.contains(section), "example.toml lacks {section}");
     }
 }
+
+#[test]
+fn the_connector_guide_shows_the_tested_example() {
+    let test = fs::read_to_string(root().join("tests/example_connector.rs")).unwrap();
+    let example = test.split("// example:start\n").nth(1).unwrap().split("// example:end").next().unwrap();
+    let readme = fs::read_to_string(root().join("connectors/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust\n{example}```")),
+        "connectors/README.md must show tests/example_connector.rs"
+    );
+}
