@@ -2,6 +2,7 @@
 //! Gatehouse; Gatehouse signs people in through upstream connections and issues its own
 //! tokens. See ARCHITECTURE.md for the map of this crate.
 
+pub mod actions;
 pub mod clock;
 pub mod connections;
 pub mod flow;

@@ -43,6 +43,29 @@ enum Command {
     },
     /// Hash a password (read from stdin) for a static user's `password_hash`.
     HashPassword,
+    /// Actions: sandboxed JavaScript in the login pipeline.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Run one action outside the server on an event and print what it asked for as JSON.
+    Test {
+        /// The action's JavaScript file.
+        file: PathBuf,
+        /// The `event` as a JSON file.
+        #[arg(long)]
+        event: PathBuf,
+        /// post-login or credentials-exchange.
+        #[arg(long, default_value = "post-login")]
+        trigger: String,
+        /// A secret for `event.secrets`, as NAME=VALUE (repeatable).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,6 +91,9 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config),
         Command::HashPassword => hash_password(),
+        Command::Actions { command: ActionsCommand::Test { file, event, trigger, secrets } } => {
+            test_action(&file, &event, &trigger, &secrets)
+        }
     }
 }
 
@@ -225,4 +251,62 @@ fn hash_password() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn test_action(file: &std::path::Path, event: &std::path::Path, trigger: &str, secrets: &[String]) -> ExitCode {
+    use gatehouse::actions::{Action, Actions, Trigger, sandbox};
+    let fail = |msg: String| {
+        eprintln!("{msg}");
+        ExitCode::FAILURE
+    };
+    let Some(trigger) = Trigger::parse(trigger) else {
+        return fail(format!("--trigger: {trigger} is not one of post-login, credentials-exchange"));
+    };
+    let source = match std::fs::read_to_string(file) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{}: {e}", file.display())),
+    };
+    let event: serde_json::Value = match std::fs::read(event)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => return fail(format!("{}: {e}", event.display())),
+    };
+    let mut parsed = Vec::new();
+    for s in secrets {
+        match s.split_once('=') {
+            Some((k, v)) => parsed.push((k.to_owned(), gatehouse::types::Secret::new(v.to_owned()))),
+            None => return fail(format!("--secret {s}: expected NAME=VALUE")),
+        }
+    }
+    let limits = sandbox::Limits::default();
+    if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
+        return fail(format!("{}: {e}", file.display()));
+    }
+    let action =
+        Action { name: file.display().to_string(), path: file.to_owned(), source: source.into(), secrets: parsed };
+    let mut actions = Actions { limits, ..Default::default() };
+    match trigger {
+        Trigger::PostLogin => actions.post_login.push(action),
+        Trigger::CredentialsExchange => actions.credentials_exchange.push(action),
+    }
+    runtime().block_on(async move {
+        match gatehouse::actions::run(&actions, trigger, &event).await {
+            Ok(effects) => {
+                let out = serde_json::json!({
+                    "id_token_claims": effects.claims.id_token,
+                    "access_token_claims": effects.claims.access_token,
+                    "added_scopes": effects.claims.add_scopes,
+                    "removed_scopes": effects.claims.remove_scopes,
+                    "app_metadata": effects.app_metadata,
+                    "user_metadata": effects.user_metadata,
+                    "denied": effects.deny,
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{e}")),
+        }
+    })
 }

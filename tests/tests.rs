@@ -7,6 +7,12 @@ mod harness;
 /// The provider side over real HTTP: login, tokens, refresh, revocation, logout.
 mod oidc_flow;
 
+/// A malicious upstream OpenID Provider against the `oidc` connection.
+mod oidc_attacks;
+
+/// Social OAuth 2.0 logins (Facebook, a generic oauth2 connection) against a local fake Facebook.
+mod social_oauth2;
+
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
 
@@ -36,3 +42,6 @@ mod social_oidc;
 
 /// The connector guide's example, compiled and run.
 mod example_connector;
+
+/// Actions through real logins: claims, scopes, metadata, denial, hostile scripts.
+mod actions;

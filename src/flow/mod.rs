@@ -30,6 +30,9 @@ pub struct Browser {
     /// The SSO session cookie.
     pub session: Option<String>,
     pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// The host the request was addressed to.
+    pub hostname: Option<String>,
 }
 
 /// The response to a client's authorization request, success or error.
@@ -124,6 +127,9 @@ pub enum FlowError {
     /// authorization response); `reason` is for the log.
     #[error("the sign-in was refused")]
     Denied { reason: String, back: Box<AuthorizationResponse> },
+    /// An Action threw, ran out of time or memory (the action's name; details are logged).
+    #[error("a sign-in rule failed")]
+    ActionFailed(String),
 }
 
 impl From<ProfileError> for FlowError {
@@ -155,8 +161,23 @@ pub fn error_response(e: ErrorResponse, issuer: &str) -> AuthorizationResponse {
     AuthorizationResponse { redirect_uri: e.redirect_uri, mode: e.response_mode, params }
 }
 
+/// Why `/authorize` could not go on.
+#[derive(Debug)]
+pub enum AuthorizeFailure {
+    /// The request itself: an error page or an error response to the client.
+    Request(AuthorizeError),
+    /// Starting the login failed (the connection's upstream, most often): an error page.
+    Login(FlowError),
+}
+
+impl From<AuthorizeError> for AuthorizeFailure {
+    fn from(e: AuthorizeError) -> Self {
+        Self::Request(e)
+    }
+}
+
 /// `/authorize`: validate, answer silently from a live session, or start a transaction.
-pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Result<Outcome, AuthorizeError> {
+pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Result<Outcome, AuthorizeFailure> {
     let v = validate(&core.settings, params)?;
     let issuer = core.settings.issuer.as_str();
     let redirect_err = |code, d| AuthorizeError::Redirect(v.error(code, d));
@@ -170,7 +191,9 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
             let claims = verify_id_token_hint(core, h)
                 .map_err(|_| redirect_err(ErrorCode::InvalidRequest, "id_token_hint is invalid"))?;
             if !claims.is_for(v.request.client_id.as_str()) {
-                return Err(redirect_err(ErrorCode::InvalidRequest, "id_token_hint was issued to another client"));
+                return Err(
+                    redirect_err(ErrorCode::InvalidRequest, "id_token_hint was issued to another client").into()
+                );
             }
             Some(claims)
         }
@@ -195,7 +218,7 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
             ))));
         }
         (Prompt::None | Prompt::Default, Some(s)) if !v.request.prompt_login => {
-            let next = respond_with_code(core, &v.request, &s).await.map_err(|e| match e {
+            let next = silent(core, &v.request, &s, browser).await.map_err(|e| match e {
                 FlowError::Store(e) => store_err(e),
                 _ => redirect_err(ErrorCode::ServerError, "the login could not be completed"),
             })?;
@@ -207,12 +230,9 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
     start_transaction(core, v, browser).await.map_err(|e| match e {
         FlowError::Store(e) => {
             tracing::error!(error = %e, "store error at authorize");
-            AuthorizeError::Redirect(unavailable)
+            AuthorizeFailure::Request(AuthorizeError::Redirect(unavailable))
         }
-        other => {
-            tracing::error!(error = %other, "cannot start a login");
-            AuthorizeError::Page(OAuthError::server_error())
-        }
+        other => AuthorizeFailure::Login(other),
     })
 }
 
@@ -453,8 +473,10 @@ pub async fn callback(
     if txn_id.len() > 64 {
         return Err(FlowError::UnknownTransaction);
     }
+    // Check the browser before consuming, so a stranger who learns a live `state` cannot
+    // cancel someone else's login; the take is still the one atomic step.
+    load_bound(core, txn_id, browser).await?;
     let txn = core.store.transactions.take(txn_id).await?.ok_or(FlowError::UnknownTransaction)?;
-    check_binding(&txn, browser)?;
     let conn_id = txn.connection.clone().filter(|c| c.as_str() == connection).ok_or(FlowError::UnknownTransaction)?;
     let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
     let ctx = finish_context(core, &conn, &txn, browser);
@@ -493,25 +515,173 @@ async fn complete(
         now,
     )
     .await?;
+    let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
+    // Actions before the session: a denied login opens none.
+    let mut user = user;
+    let custom = match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, now, &amr, browser).await? {
+        Ok(custom) => custom,
+        Err(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+    };
     // A new session id at every login: a cookie planted before login is worthless after.
     if let Some(old) = browser.session.as_deref() {
         session::close(&core.store, old).await?;
     }
-    let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
     let opened =
         session::open(&core.store, &user.user_id, &conn.settings.id, amr, now, core.settings.session.ttl).await?;
-    let next = respond_with_code(core, &txn.request, &opened.record).await?;
+    let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
     core.metrics.login(conn.settings.id.as_str(), "success");
     tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");
     Ok(Outcome { next, set_binding: None, set_session: Some(opened.cookie) })
+}
+
+/// A silent login from a live session: the post-login Actions run here too.
+async fn silent(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    session: &SessionRecord,
+    browser: &Browser,
+) -> Result<Next, FlowError> {
+    let mut user = core
+        .store
+        .users
+        .get(&session.user_id)
+        .await?
+        .ok_or_else(|| FlowError::Internal("the session's user no longer exists".into()))?;
+    let auth_time = session.auth_time;
+    match post_login_actions(core, request, &mut user, &session.connection, auth_time, &session.amr, browser).await? {
+        Ok(custom) => respond_with_code(core, request, session, &custom).await,
+        Err(denied) => Ok(Next::Respond(denied)),
+    }
+}
+
+/// Run the post-login Actions for `user`. `Ok(Err(response))` is a denial, to deliver to the
+/// client as `access_denied` with the action's reason.
+async fn post_login_actions(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    user: &mut crate::store::UserRecord,
+    connection: &ConnectionId,
+    auth_time: u64,
+    amr: &[String],
+    browser: &Browser,
+) -> Result<Result<crate::store::CustomClaims, AuthorizationResponse>, FlowError> {
+    let actions = &core.settings.actions;
+    if actions.post_login.is_empty() {
+        return Ok(Ok(Default::default()));
+    }
+    let event = login_event(core, request, user, connection, auth_time, amr, browser);
+    let effects = crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event)
+        .await
+        .map_err(|e| FlowError::ActionFailed(e.action))?;
+    if let Some(reason) = effects.deny {
+        core.metrics.login(connection.as_str(), "denied_by_action");
+        let e = ErrorResponse {
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode,
+            state: request.state.clone(),
+            error: OAuthError::new(ErrorCode::AccessDenied, reason),
+        };
+        return Ok(Err(error_response(e, core.settings.issuer.as_str())));
+    }
+    if !effects.app_metadata.is_empty() || !effects.user_metadata.is_empty() {
+        user.app_metadata.extend(effects.app_metadata);
+        user.user_metadata.extend(effects.user_metadata);
+        core.store.users.put(user).await?;
+    }
+    Ok(Ok(effects.claims))
+}
+
+fn iso8601(unix: u64) -> String {
+    // Days-from-civil, after Howard Hinnant's public-domain algorithm.
+    let days = (unix / 86400) as i64;
+    let secs = unix % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Auth0's post-login `event`, as plain data.
+fn login_event(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    user: &crate::store::UserRecord,
+    connection: &ConnectionId,
+    auth_time: u64,
+    amr: &[String],
+    browser: &Browser,
+) -> serde_json::Value {
+    let conn = core.connections.get(connection);
+    let client = core.settings.client(request.client_id.as_str());
+    let method = if amr.iter().any(|m| m == "pwd") { "pwd" } else { "federated" };
+    let mut query = serde_json::Map::new();
+    query.insert("client_id".into(), request.client_id.as_str().into());
+    query.insert("redirect_uri".into(), request.redirect_uri.as_str().into());
+    query.insert("response_type".into(), "code".into());
+    query.insert("scope".into(), request.scopes.to_string().into());
+    if let Some(c) = &request.connection {
+        query.insert("connection".into(), c.as_str().into());
+    }
+    serde_json::json!({
+        "user": {
+            "user_id": user.user_id.as_str(),
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "name": user.name,
+            "given_name": user.given_name,
+            "family_name": user.family_name,
+            "nickname": user.nickname,
+            "picture": user.picture,
+            "identities": user.identities,
+            "app_metadata": user.app_metadata,
+            "user_metadata": user.user_metadata,
+            "logins_count": user.logins_count,
+            "created_at": iso8601(user.created_at),
+            "updated_at": iso8601(user.updated_at),
+            "last_login": iso8601(user.last_login),
+        },
+        "connection": {
+            "id": connection.as_str(),
+            "name": connection.as_str(),
+            "strategy": conn.map(|c| c.connector.strategy().to_owned()),
+        },
+        "client": {
+            "client_id": request.client_id.as_str(),
+            "name": client.map(|c| c.name.clone()),
+            "metadata": {},
+        },
+        "request": {
+            "ip": browser.ip.map(|i| i.to_string()),
+            "user_agent": browser.user_agent,
+            "hostname": browser.hostname,
+            "query": query,
+            "language": request.ui_locales.as_deref().and_then(|l| l.split(' ').next()),
+        },
+        "transaction": {
+            "requested_scopes": request.scopes.iter().collect::<Vec<_>>(),
+            "protocol": "oidc-basic-profile",
+            "redirect_uri": request.redirect_uri.as_str(),
+            "ui_locales": request.ui_locales.as_deref().map(|l| l.split(' ').collect::<Vec<_>>()).unwrap_or_default(),
+        },
+        "authentication": { "methods": [{ "name": method, "timestamp": iso8601(auth_time) }] },
+        "stats": { "logins_count": user.logins_count },
+    })
 }
 
 async fn respond_with_code(
     core: &Core,
     request: &crate::store::AuthorizationRequest,
     session: &SessionRecord,
+    custom: &crate::store::CustomClaims,
 ) -> Result<Next, FlowError> {
-    let code = issue_code(core, request, session).await?;
+    let code = issue_code(core, request, session, custom).await?;
     let mut params = vec![("code".to_owned(), code)];
     if let Some(state) = &request.state {
         params.push(("state".into(), state.clone()));
@@ -573,4 +743,15 @@ pub async fn logout(core: &Core, p: &Params, browser: &Browser) -> Result<Logout
         }
     }
     Ok(redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso8601(1_700_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(super::iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(super::iso8601(4_102_444_799), "2099-12-31T23:59:59.000Z");
+    }
 }

@@ -82,6 +82,9 @@ pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
         }
         FlowError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "temporarily_unavailable"),
         FlowError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "server_error"),
+        FlowError::ActionFailed(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in could not be completed", "action_failed")
+        }
         FlowError::Authorize(o) => return oauth_page(page, o),
         FlowError::Denied { reason, back } => {
             tracing::info!(kind = "access_denied", %reason, "sign-in refused");

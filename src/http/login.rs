@@ -7,7 +7,9 @@ use serde::Serialize;
 use super::error::{flow_page, oauth_page};
 use super::page::{Page, cookie, removal};
 use super::{Core, read_params};
-use crate::flow::{self, AuthorizationResponse, CredentialsResult, HostedPage, LogoutNext, Next, Outcome};
+use crate::flow::{
+    self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, HostedPage, LogoutNext, Next, Outcome,
+};
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
 use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
@@ -88,11 +90,12 @@ pub async fn authorize(core: web::Data<Core>, req: HttpRequest, page: Page, body
     };
     match flow::authorize(&core, &params, &page.browser).await {
         Ok(o) => outcome(&core, &page, o),
-        Err(AuthorizeError::Page(e)) => {
+        Err(AuthorizeFailure::Request(AuthorizeError::Page(e))) => {
             tracing::info!(error = e.code.as_str(), "authorization request refused");
             oauth_page(&page, &e)
         }
-        Err(AuthorizeError::Redirect(e)) => {
+        Err(AuthorizeFailure::Login(e)) => flow_page(&page, &e),
+        Err(AuthorizeFailure::Request(AuthorizeError::Redirect(e))) => {
             tracing::info!(error = e.error.code.as_str(), "authorization request refused; told the client");
             let r = flow::error_response(e, core.settings.issuer.as_str());
             respond(&page, &r)

@@ -36,7 +36,17 @@ impl FromRequest for Page {
         ready(Ok(Page {
             correlation_id,
             nonce: random_token(12),
-            browser: Browser { binding: cookie(BROWSER_COOKIE), session: cookie(SESSION_COOKIE), ip },
+            browser: Browser {
+                binding: cookie(BROWSER_COOKIE),
+                session: cookie(SESSION_COOKIE),
+                ip,
+                user_agent: req
+                    .headers()
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(512).collect()),
+                hostname: Some(req.connection_info().host().split(':').next().unwrap_or_default().to_owned()),
+            },
         }))
     }
 }

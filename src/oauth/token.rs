@@ -7,7 +7,9 @@ use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use crate::settings::{ClientSettings, GrantType};
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, CodeRecord, GrantRecord, Redeemed, Rotation, SessionRecord, UserRecord};
+use crate::store::{
+    AuthorizationRequest, CodeRecord, CustomClaims, GrantRecord, Redeemed, Rotation, SessionRecord, UserRecord,
+};
 use crate::tokens::{AccessClaims, IdTokenInput, mint_access_token, mint_id_token};
 use crate::types::{Scopes, SecretHash, random_token};
 
@@ -28,6 +30,7 @@ pub async fn issue_code(
     core: &Core,
     req: &AuthorizationRequest,
     session: &SessionRecord,
+    custom: &CustomClaims,
 ) -> Result<String, OAuthError> {
     let code = random_token(32);
     let now = core.clock.now();
@@ -42,6 +45,7 @@ pub async fn issue_code(
         auth_time: session.auth_time,
         amr: session.amr.clone(),
         issued_at: now,
+        custom: custom.clone(),
     };
     core.store.codes.put(SecretHash::of(&code), &record, core.settings.tokens.code_ttl).await?;
     Ok(code)
@@ -57,7 +61,7 @@ pub async fn exchange(core: &Core, client: &ClientSettings, p: &Params) -> Resul
     let response = match grant {
         GrantType::AuthorizationCode => authorization_code(core, client, p).await,
         GrantType::RefreshToken => refresh_token(core, client, p).await,
-        GrantType::ClientCredentials => client_credentials(core, client, p),
+        GrantType::ClientCredentials => client_credentials(core, client, p).await,
     }?;
     core.metrics.token(grant.as_str());
     Ok(response)
@@ -73,7 +77,7 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
     let grant_id = random_token(16);
     let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
     let record = match core.store.codes.redeem(SecretHash::of(code), &grant_id, tombstone).await? {
-        Redeemed::Fresh(r) => r,
+        Redeemed::Fresh(r) => *r,
         Redeemed::Reused { grant_id: first } => {
             // RFC 6749 10.5: a code used twice revokes what its first use issued.
             core.store.grants.revoke(&first, revocation_ttl(core)).await?;
@@ -115,6 +119,7 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
         rotated: Vec::new(),
         expires_at: now + core.settings.tokens.refresh_absolute_ttl,
         idle_ttl: core.settings.tokens.refresh_idle_ttl,
+        custom: record.custom.clone(),
     };
     let refresh_token = if refresh {
         let token = format!("{}.{}", grant.id, random_token(32));
@@ -146,18 +151,25 @@ fn user_tokens(
     let now = core.clock.now();
     let ttl = core.settings.tokens.access_token_ttl;
     let ring = core.keys.ring();
+    let access_scopes: Scopes = grant
+        .scopes
+        .iter()
+        .map(str::to_owned)
+        .chain(grant.custom.add_scopes.iter().cloned())
+        .filter(|s| !grant.custom.remove_scopes.contains(s))
+        .collect();
     let access = AccessClaims {
         iss: core.settings.issuer.to_string(),
         sub: user.user_id.to_string(),
         aud: core.settings.issuer.join("/userinfo"),
         client_id: grant.client_id.to_string(),
-        scope: grant.scopes.to_string(),
+        scope: access_scopes.to_string(),
         jti: format!("{}.{}", grant.id, random_token(12)),
         exp: now + ttl,
         iat: now,
         auth_time: Some(grant.auth_time),
         sid: Some(grant.sid.clone()),
-        extra: Default::default(),
+        extra: grant.custom.access_token.clone(),
     };
     let access_token = mint_access_token(&ring, &access)?;
     let id_token = mint_id_token(
@@ -174,6 +186,7 @@ fn user_tokens(
             access_token: Some(&access_token),
             now,
             ttl: core.settings.tokens.id_token_ttl,
+            custom: &grant.custom.id_token,
         },
     )?;
     Ok(TokenResponse {
@@ -228,7 +241,7 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
     user_tokens(core, &grant, &user, None, Some(next))
 }
 
-fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
+async fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
     let audience = match (p.get("audience"), client.apis.as_slice()) {
         (Some(a), _) => a,
         (None, [only]) => only.as_str(),
@@ -252,6 +265,7 @@ fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Resul
             asked
         }
     };
+    let extra = credentials_exchange_actions(core, client, &api.audience, &scopes).await?;
     let now = core.clock.now();
     let ttl = api.access_token_ttl.unwrap_or(core.settings.tokens.access_token_ttl);
     let claims = AccessClaims {
@@ -265,7 +279,7 @@ fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Resul
         iat: now,
         auth_time: None,
         sid: None,
-        extra: Default::default(),
+        extra,
     };
     Ok(TokenResponse {
         access_token: mint_access_token(&core.keys.ring(), &claims)?,
@@ -275,4 +289,31 @@ fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Resul
         refresh_token: None,
         scope: scopes.to_string(),
     })
+}
+
+/// The credentials-exchange Actions: claims for the machine-to-machine access token, or a
+/// denial. Nothing runs (and nothing is spent) when none is configured.
+async fn credentials_exchange_actions(
+    core: &Core,
+    client: &ClientSettings,
+    audience: &str,
+    scopes: &Scopes,
+) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
+    let actions = &core.settings.actions;
+    if actions.credentials_exchange.is_empty() {
+        return Ok(Default::default());
+    }
+    let event = serde_json::json!({
+        "client": { "client_id": client.id.as_str(), "name": client.name, "metadata": {} },
+        "resource_server": { "identifier": audience },
+        "request": { "hostname": core.settings.issuer.as_str() },
+        "transaction": { "requested_scopes": scopes.iter().collect::<Vec<_>>() },
+    });
+    let effects = crate::actions::run(actions, crate::actions::Trigger::CredentialsExchange, &event)
+        .await
+        .map_err(|_| OAuthError::server_error())?;
+    if let Some(reason) = effects.deny {
+        return Err(OAuthError::new(ErrorCode::AccessDenied, reason));
+    }
+    Ok(effects.claims.access_token)
 }

@@ -201,6 +201,8 @@ pub struct Settings {
     pub demo: bool,
     /// This is the embedded default (its demo user exists, so `/demo` may show it).
     pub embedded: bool,
+    /// Sandboxed JavaScript run at login and at client-credentials token issuance.
+    pub actions: crate::actions::Actions,
     pub apis: Vec<ApiSettings>,
     pub clients: Vec<ClientSettings>,
     pub connections: Vec<ConnectionSettings>,
@@ -208,8 +210,18 @@ pub struct Settings {
 
 impl Settings {
     /// Read a configuration text, with `${NAME}` looked up by `env`.
+    /// Action files are read relative to the working directory.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
-        raw::parse(text, env)
+        raw::parse(text, env, &std::env::current_dir().unwrap_or_default())
+    }
+
+    /// Like [`Settings::parse`], with action files read relative to `base`.
+    pub fn parse_in(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &std::path::Path,
+    ) -> Result<Self, ConfigErrors> {
+        raw::parse(text, env, base)
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigErrors> {
@@ -219,7 +231,8 @@ impl Settings {
                 message: format!("cannot read {}: {e}", path.display()),
             }])
         })?;
-        Self::parse(&text, &|k| std::env::var(k).ok())
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        Self::parse_in(&text, &|k| std::env::var(k).ok(), base)
     }
 
     /// The zero-setup default of `gatehouse serve` without `--config`.

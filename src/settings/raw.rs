@@ -69,6 +69,28 @@ struct RawLogin {
     lockout_window: Option<u64>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    #[serde(default)]
+    memory_limit_mb: Option<usize>,
+    #[serde(default)]
+    cpu_ms: Option<u64>,
+    #[serde(default)]
+    post_login: Vec<RawAction>,
+    #[serde(default)]
+    credentials_exchange: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    name: String,
+    file: String,
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, Secret<String>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApi {
@@ -227,7 +249,11 @@ fn positive(ctx: &mut Ctx<'_>, path: &str, v: Option<u64>, default: u64) -> u64 
     }
 }
 
-pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigErrors> {
+pub(super) fn parse(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &std::path::Path,
+) -> Result<Settings, ConfigErrors> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let at = e.span().map(|s| {
             let line = text[..s.start].matches('\n').count() + 1;
@@ -312,6 +338,9 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         lockout_window: positive(&mut ctx, "login.lockout_window", l.lockout_window, 900),
     };
 
+    let raw_actions: RawActions = ctx.section(&mut table, "actions");
+    let actions = actions(&mut ctx, raw_actions, base);
+
     let mut apis = Vec::new();
     for (path, v) in ctx.array(&mut table, "apis") {
         let Some(a) = ctx.value::<RawApi>(v, &path) else { continue };
@@ -394,6 +423,7 @@ pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
         login,
         demo,
         embedded: false,
+        actions,
         apis,
         clients,
         connections,
@@ -601,4 +631,44 @@ fn store_kind(ctx: &mut Ctx<'_>, s: RawStore) -> StoreKind {
             StoreKind::Memory
         }
     }
+}
+
+fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate::actions::Actions {
+    use crate::actions::{Action, Limits, Trigger, sandbox};
+    let mut limits = Limits::default();
+    if let Some(mb) = raw.memory_limit_mb {
+        if !(1..=1024).contains(&mb) {
+            ctx.err("actions.memory_limit_mb", "must be between 1 and 1024");
+        }
+        limits.memory_bytes = mb.clamp(1, 1024) * 1024 * 1024;
+    }
+    if let Some(ms) = raw.cpu_ms {
+        if !(1..=10_000).contains(&ms) {
+            ctx.err("actions.cpu_ms", "must be between 1 and 10000");
+        }
+        limits.cpu = std::time::Duration::from_millis(ms.clamp(1, 10_000));
+    }
+    let mut load = |key: &str, list: Vec<RawAction>, trigger: Trigger| -> Vec<Action> {
+        let mut out = Vec::new();
+        for (i, a) in list.into_iter().enumerate() {
+            let path = base.join(&a.file);
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    ctx.err(format!("actions.{key}[{i}].file"), format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            // Compile now, so a syntax error stops start-up and shows in check-config.
+            if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
+                ctx.err(format!("actions.{key}[{i}].file"), format!("{}: {e}", path.display()));
+                continue;
+            }
+            out.push(Action { name: a.name, path, source: source.into(), secrets: a.secrets.into_iter().collect() });
+        }
+        out
+    };
+    let post_login = load("post_login", raw.post_login, Trigger::PostLogin);
+    let credentials_exchange = load("credentials_exchange", raw.credentials_exchange, Trigger::CredentialsExchange);
+    crate::actions::Actions { limits, post_login, credentials_exchange }
 }

@@ -63,6 +63,7 @@ fn code_record(now: u64) -> CodeRecord {
         auth_time: now,
         amr: vec!["pwd".into()],
         issued_at: now,
+        custom: Default::default(),
     }
 }
 
@@ -81,6 +82,7 @@ fn grant(id: &str, now: u64, refresh: SecretHash) -> GrantRecord {
         rotated: vec![],
         expires_at: now + 1000,
         idle_ttl: 100,
+        custom: Default::default(),
     }
 }
 
@@ -111,7 +113,7 @@ async fn codes_redeem_once_then_report_reuse(store: &Store, h: &dyn Harness) {
     let code = SecretHash::of(&unique("code"));
     let rec = code_record(h.now());
     store.codes.put(code, &rec, 60).await.unwrap();
-    assert_eq!(store.codes.redeem(code, "g1", 60).await.unwrap(), Redeemed::Fresh(rec.clone()));
+    assert_eq!(store.codes.redeem(code, "g1", 60).await.unwrap(), Redeemed::Fresh(Box::new(rec.clone())));
     assert_eq!(
         store.codes.redeem(code, "g2", 60).await.unwrap(),
         Redeemed::Reused { grant_id: "g1".into() },

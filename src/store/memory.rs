@@ -42,7 +42,7 @@ impl<V: Clone> TtlMap<V> {
 }
 
 enum CodeSlot {
-    Live(CodeRecord),
+    Live(Box<CodeRecord>),
     Used { grant_id: String },
 }
 
@@ -141,7 +141,7 @@ impl TransactionStore for MemoryStore {
 impl CodeStore for MemoryStore {
     async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
-        g.codes.put(code.to_hex(), CodeSlot::Live(record.clone()), Some(ttl), now);
+        g.codes.put(code.to_hex(), CodeSlot::Live(Box::new(record.clone())), Some(ttl), now);
         Ok(())
     }
     async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed> {

@@ -63,13 +63,30 @@ pub struct CodeRecord {
     pub auth_time: u64,
     pub amr: Vec<String>,
     pub issued_at: u64,
+    /// What post-login Actions added to the tokens this code will be exchanged for.
+    #[serde(default)]
+    pub custom: CustomClaims,
+}
+
+/// Claims and scope changes Actions asked for, carried from the login to every token of the
+/// grant. Reserved claims were already removed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CustomClaims {
+    #[serde(default)]
+    pub id_token: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub access_token: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub add_scopes: Vec<String>,
+    #[serde(default)]
+    pub remove_scopes: Vec<String>,
 }
 
 /// What consuming a code found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redeemed {
     /// First use: the record, now gone; a tombstone remembers the grant it will create.
-    Fresh(CodeRecord),
+    Fresh(Box<CodeRecord>),
     /// The code was redeemed before: the grant that first use created.
     Reused { grant_id: String },
     /// Never issued, or expired.
@@ -110,6 +127,9 @@ pub struct GrantRecord {
     pub expires_at: u64,
     /// Longest gap between two refreshes.
     pub idle_ttl: u64,
+    /// Claims Actions added at login, repeated in every token of the grant.
+    #[serde(default)]
+    pub custom: CustomClaims,
 }
 
 /// What presenting a refresh token did.

@@ -366,7 +366,7 @@ impl CodeStore for RedisStore {
         Ok(match v {
             None => Redeemed::Unknown,
             Some(s) => match s.split_at_checked(1) {
-                Some(("L", rec)) => Redeemed::Fresh(parse(rec)?),
+                Some(("L", rec)) => Redeemed::Fresh(Box::new(parse(rec)?)),
                 Some(("U", first)) => Redeemed::Reused { grant_id: first.to_owned() },
                 _ => return Err(StoreError::Corrupt("unknown code slot".into())),
             },

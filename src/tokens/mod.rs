@@ -77,6 +77,8 @@ pub struct IdTokenInput<'a> {
     pub access_token: Option<&'a str>,
     pub now: u64,
     pub ttl: u64,
+    /// Claims Actions added; reserved ones were removed before.
+    pub custom: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// The profile claims the scopes grant, shared by the ID token and `/userinfo`.
@@ -133,8 +135,29 @@ pub fn mint_id_token(ring: &KeyRing, input: &IdTokenInput<'_>) -> Result<String,
         claims.insert("amr".into(), input.amr.to_vec().into());
     }
     claims.extend(profile_claims(input.user, input.scopes));
+    for (k, v) in input.custom {
+        claims.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     jwt::sign(ring, "JWT", &claims)
 }
+
+/// Claims an Action may never set: they carry Gatehouse's own guarantees.
+pub const RESERVED_CLAIMS: [&str; 14] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "auth_time",
+    "azp",
+    "at_hash",
+    "sid",
+    "jti",
+    "scope",
+    "client_id",
+];
 
 pub fn mint_access_token(ring: &KeyRing, claims: &AccessClaims) -> Result<String, KeyError> {
     jwt::sign(ring, "at+jwt", claims)

@@ -243,6 +243,18 @@ impl OAuth2Connector {
     }
 }
 
+/// The error message in a provider's own error JSON (`{"error": {"message": ...}}` for
+/// Facebook, `{"error": ..., "error_description": ...}` elsewhere).
+fn provider_error(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = v
+        .pointer("/error/message")
+        .or_else(|| v.get("error_description"))
+        .or_else(|| v.get("error"))
+        .and_then(|m| m.as_str())?;
+    Some(text.chars().take(200).collect())
+}
+
 /// Facebook's `appsecret_proof`: hex HMAC-SHA256 of the access token, keyed by the secret.
 pub fn appsecret_proof(secret: &str, access_token: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
@@ -313,6 +325,12 @@ impl Connector for OAuth2Connector {
             oauth2::RequestTokenError::ServerResponse(r) => {
                 ConnectorError::InvalidResponse(format!("token endpoint refused the code: {}", r.error()))
             }
+            // A provider's own error format (Facebook's, say): report its message, and never the
+            // body itself, which might hold a token.
+            oauth2::RequestTokenError::Parse(_, body) => ConnectorError::InvalidResponse(format!(
+                "token endpoint answered: {}",
+                provider_error(&body).unwrap_or_else(|| "an unreadable response".into())
+            )),
             other => ConnectorError::InvalidResponse(format!("token response: {other}")),
         })?;
         let access = token.access_token().secret();

@@ -1,0 +1,242 @@
+//! Actions: sandboxed JavaScript in the login pipeline, with Auth0's `event` and `api`, so an
+//! Auth0 tenant's post-login and credentials-exchange Actions run unchanged.
+//!
+//! Each trigger runs its actions in order, each in a fresh sandbox ([`sandbox`]) on the
+//! blocking pool (an action may use its whole CPU budget without holding up the async
+//! workers). What the actions ask for comes back as [`Effects`]; the caller applies them.
+
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+pub use sandbox::{Limits, RunError};
+
+use crate::store::CustomClaims;
+use crate::tokens::RESERVED_CLAIMS;
+use crate::types::Secret;
+
+/// The triggers Gatehouse runs, with the handler each exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    PostLogin,
+    CredentialsExchange,
+}
+
+impl Trigger {
+    pub fn handler(self) -> &'static str {
+        match self {
+            Self::PostLogin => "onExecutePostLogin",
+            Self::CredentialsExchange => "onExecuteCredentialsExchange",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "post-login" => Some(Self::PostLogin),
+            "credentials-exchange" => Some(Self::CredentialsExchange),
+            _ => None,
+        }
+    }
+}
+
+/// One configured action, its source read and checked at start.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: Arc<str>,
+    pub secrets: Vec<(String, Secret<String>)>,
+}
+
+/// The actions of every trigger and the sandbox limits.
+#[derive(Debug, Clone, Default)]
+pub struct Actions {
+    pub limits: Limits,
+    pub post_login: Vec<Action>,
+    pub credentials_exchange: Vec<Action>,
+}
+
+impl Actions {
+    pub fn for_trigger(&self, trigger: Trigger) -> &[Action] {
+        match trigger {
+            Trigger::PostLogin => &self.post_login,
+            Trigger::CredentialsExchange => &self.credentials_exchange,
+        }
+    }
+}
+
+/// What a chain of actions asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    pub claims: CustomClaims,
+    /// `api.access.deny(reason)`: the reason, shown to the client as the error description.
+    pub deny: Option<String>,
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An action failed (threw, ran out of time or memory): the login is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("action {action}: {error}")]
+pub struct ActionFailed {
+    pub action: String,
+    pub error: RunError,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawResult {
+    #[serde(default)]
+    id_token: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    access_token: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    add_scopes: Vec<String>,
+    #[serde(default)]
+    remove_scopes: Vec<String>,
+    #[serde(default)]
+    deny: Option<String>,
+    #[serde(default)]
+    app_metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    user_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Replace every secret value in `text`, so an action that throws its secret does not put it
+/// in the log.
+fn redact(text: &str, secrets: &[(String, Secret<String>)]) -> String {
+    let mut out = text.to_owned();
+    for (_, value) in secrets {
+        if !value.expose().is_empty() {
+            out = out.replace(value.expose().as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
+fn keep_unreserved(
+    action: &str,
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    claims: serde_json::Map<String, serde_json::Value>,
+) {
+    for (name, value) in claims {
+        if RESERVED_CLAIMS.contains(&name.as_str()) {
+            tracing::warn!(action, claim = %name, "an action tried to set a reserved claim; ignored");
+        } else {
+            target.insert(name, value);
+        }
+    }
+}
+
+/// Run the actions of `trigger` in order with `event` (its `secrets` filled per action).
+/// Stops at the first denial.
+pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value) -> Result<Effects, ActionFailed> {
+    let mut effects = Effects::default();
+    for action in actions.for_trigger(trigger) {
+        let mut event = event.clone();
+        let secrets: serde_json::Map<String, serde_json::Value> =
+            action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
+        event["secrets"] = serde_json::Value::Object(secrets);
+        let event_json = event.to_string();
+        let source = action.source.clone();
+        let limits = actions.limits;
+        let started = std::time::Instant::now();
+        let outcome =
+            tokio::task::spawn_blocking(move || sandbox::run(&source, trigger.handler(), &event_json, limits))
+                .await
+                .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
+        let text = match outcome {
+            Ok(text) => text,
+            Err(error) => {
+                let error = match error {
+                    RunError::Threw(m) => RunError::Threw(redact(&m, &action.secrets)),
+                    other => other,
+                };
+                tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
+                return Err(ActionFailed { action: action.name.clone(), error });
+            }
+        };
+        tracing::debug!(action = %action.name, elapsed_us = started.elapsed().as_micros() as u64, "action ran");
+        let result: RawResult = serde_json::from_str(&text).unwrap_or_default();
+        keep_unreserved(&action.name, &mut effects.claims.id_token, result.id_token);
+        keep_unreserved(&action.name, &mut effects.claims.access_token, result.access_token);
+        effects.claims.add_scopes.extend(result.add_scopes);
+        effects.claims.remove_scopes.extend(result.remove_scopes);
+        effects.app_metadata.extend(result.app_metadata);
+        effects.user_metadata.extend(result.user_metadata);
+        if let Some(reason) = result.deny {
+            tracing::info!(action = %action.name, "an action denied access");
+            effects.deny = Some(reason);
+            break;
+        }
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(name: &str, source: &str, secret: Option<&str>) -> Action {
+        Action {
+            name: name.into(),
+            path: PathBuf::from(format!("{name}.js")),
+            source: source.into(),
+            secrets: secret.map(|s| vec![("KEY".to_owned(), Secret::new(s.to_owned()))]).unwrap_or_default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_merges_and_reserved_claims_are_dropped() {
+        let actions = Actions {
+            post_login: vec![
+                action(
+                    "one",
+                    "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('a', 1); api.idToken.setCustomClaim('sub', 'evil'); };",
+                    None,
+                ),
+                action(
+                    "two",
+                    "exports.onExecutePostLogin = (e, api) => { api.accessToken.setCustomClaim('b', e.secrets.KEY); };",
+                    Some("s3cr3t"),
+                ),
+            ],
+            ..Default::default()
+        };
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}})).await.unwrap();
+        assert_eq!(e.claims.id_token.get("a"), Some(&serde_json::json!(1)));
+        assert!(!e.claims.id_token.contains_key("sub"), "reserved claims cannot be set");
+        assert_eq!(
+            e.claims.access_token.get("b"),
+            Some(&serde_json::json!("s3cr3t")),
+            "each action sees its own secrets"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denial_stops_the_chain_and_a_failure_hides_secrets() {
+        let actions = Actions {
+            post_login: vec![
+                action("deny", "exports.onExecutePostLogin = (e, api) => api.access.deny('nope');", None),
+                action("never", "exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('x', 1);", None),
+            ],
+            ..Default::default()
+        };
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({})).await.unwrap();
+        assert_eq!(e.deny.as_deref(), Some("nope"));
+        assert!(e.claims.id_token.is_empty());
+
+        let leaky = Actions {
+            post_login: vec![action(
+                "leak",
+                "exports.onExecutePostLogin = (e) => { throw new Error('key=' + e.secrets.KEY); };",
+                Some("hunter2hunter2"),
+            )],
+            ..Default::default()
+        };
+        let failed = run(&leaky, Trigger::PostLogin, &serde_json::json!({})).await.unwrap_err();
+        assert_eq!(failed.error, RunError::Threw("key=[redacted]".into()));
+    }
+}

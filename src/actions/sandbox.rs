@@ -1,0 +1,218 @@
+//! One run of one action in QuickJS, contained: a fresh runtime per run (nothing survives
+//! into the next), a memory limit, a stack limit and a CPU deadline enforced by the engine's
+//! interrupt handler. The script sees plain data (`event`, built with `JSON.parse`) and the
+//! `api` of `prelude.js`; there is no filesystem, process, timer or network.
+
+use std::time::{Duration, Instant};
+
+use rquickjs::{CatchResultExt, CaughtError, Context, Function, Object, Promise, Runtime, Value};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub stack_bytes: usize,
+    pub cpu: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_bytes: 16 * 1024 * 1024, stack_bytes: 256 * 1024, cpu: Duration::from_millis(100) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("the action does not compile: {0}")]
+    Syntax(String),
+    #[error("the action does not export {0}")]
+    NoHandler(&'static str),
+    #[error("the action threw: {0}")]
+    Threw(String),
+    #[error("the action ran past its CPU deadline")]
+    Deadline,
+    #[error("the action ran out of memory")]
+    Memory,
+    #[error("the action never finished (it awaited something that cannot resolve)")]
+    Stuck,
+    #[error("the sandbox failed: {0}")]
+    Engine(String),
+}
+
+/// Wrap the source as CommonJS: `exports` and `module.exports`, scoped to a function.
+fn wrapped(source: &str) -> String {
+    format!(
+        "(function () {{ const module = {{ exports: {{}} }}; const exports = module.exports;\n{source}\n;return module.exports; }})()"
+    )
+}
+
+fn describe(e: CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let msg = ex.message().unwrap_or_default();
+            if msg.is_empty() { format!("{ex:?}") } else { msg }
+        }
+        CaughtError::Value(v) => v.as_string().and_then(|s| s.to_string().ok()).unwrap_or_else(|| format!("{v:?}")),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+fn classify(message: String, deadline_hit: bool) -> RunError {
+    if message.contains("out of memory") || message.contains("Allocation") {
+        RunError::Memory
+    } else if deadline_hit || message.contains("interrupted") {
+        RunError::Deadline
+    } else {
+        RunError::Threw(message)
+    }
+}
+
+/// Check that `source` compiles and exports `handler`, without running a handler.
+pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), RunError> {
+    let rt = runtime(limits, Instant::now() + limits.cpu)?;
+    let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
+    ctx.with(|ctx| {
+        let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
+        match exports.get::<_, Value>(handler) {
+            Ok(v) if v.is_function() => Ok(()),
+            _ => Err(RunError::NoHandler(handler)),
+        }
+    })
+}
+
+fn runtime(limits: Limits, deadline: Instant) -> Result<Runtime, RunError> {
+    let rt = Runtime::new().map_err(|e| RunError::Engine(e.to_string()))?;
+    rt.set_memory_limit(limits.memory_bytes);
+    rt.set_max_stack_size(limits.stack_bytes);
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    Ok(rt)
+}
+
+/// Run `handler(event, api)` of `source` and return what the action asked for, as the JSON
+/// text of `__result`. Blocking: call it from a blocking thread.
+pub fn run(source: &str, handler: &'static str, event_json: &str, limits: Limits) -> Result<String, RunError> {
+    let deadline = Instant::now() + limits.cpu;
+    let rt = runtime(limits, deadline)?;
+    let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
+    let out = ctx.with(|ctx| -> Result<String, RunError> {
+        let fail = |e: CaughtError<'_>| classify(describe(e), Instant::now() > deadline);
+        ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(fail)?;
+        let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
+        let event = ctx.json_parse(event_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let api: Value = ctx.eval("__api()").catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let returned: Value = f.call((event, api)).catch(&ctx).map_err(fail)?;
+        if let Some(promise) = returned.as_promise() {
+            settle(&ctx, promise, deadline).map_err(|e| match e {
+                RunError::Threw(m) => classify(m, Instant::now() > deadline),
+                other => other,
+            })?;
+        }
+        let result: rquickjs::String = ctx.eval("JSON.stringify(__result)").catch(&ctx).map_err(fail)?;
+        result.to_string().map_err(|e| RunError::Engine(e.to_string()))
+    });
+    rt.run_gc();
+    out
+}
+
+/// Drive the job queue until the handler's promise settles.
+fn settle<'js>(ctx: &rquickjs::Ctx<'js>, promise: &Promise<'js>, deadline: Instant) -> Result<(), RunError> {
+    match promise.finish::<Value>() {
+        Ok(_) => Ok(()),
+        // The queue ran dry with the promise pending. An interrupt inside a job ends that job
+        // without rejecting the promise, and the engine drops its exception: past the
+        // deadline, that is what happened.
+        Err(rquickjs::Error::WouldBlock) if Instant::now() > deadline => Err(RunError::Deadline),
+        Err(rquickjs::Error::WouldBlock) => Err(RunError::Stuck),
+        Err(e) => Err(RunError::Threw(describe(CaughtError::from_error(ctx, e)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post_login(src: &str) -> Result<serde_json::Value, RunError> {
+        let event = r#"{"user":{"user_id":"auth0|1","app_metadata":{"groups":["beta"]}},"secrets":{}}"#;
+        run(src, "onExecutePostLogin", event, Limits::default()).map(|s| serde_json::from_str(&s).unwrap())
+    }
+
+    #[test]
+    fn claims_and_denial_are_recorded() {
+        let r = post_login(
+            r#"exports.onExecutePostLogin = async (event, api) => {
+                 if (event.user.app_metadata.groups.includes("beta")) api.idToken.setCustomClaim("isBetaTester", true);
+                 api.accessToken.addScope("read:beta");
+                 api.user.setAppMetadata("seen", 1);
+               };"#,
+        )
+        .unwrap();
+        assert_eq!(r["idToken"]["isBetaTester"], true);
+        assert_eq!(r["addScopes"][0], "read:beta");
+        assert_eq!(r["appMetadata"]["seen"], 1);
+        let d = post_login("exports.onExecutePostLogin = (e, api) => api.access.deny('no beta for you');").unwrap();
+        assert_eq!(d["deny"], "no beta for you");
+    }
+
+    #[test]
+    fn hostile_scripts_end_their_own_run() {
+        let cases = [
+            ("exports.onExecutePostLogin = () => { while (true) {} };", RunError::Deadline),
+            ("exports.onExecutePostLogin = async () => { await null; while (true) {} };", RunError::Deadline),
+            (
+                "exports.onExecutePostLogin = () => { const a = []; while (true) a.push('x'.repeat(1 << 20)); };",
+                RunError::Memory,
+            ),
+        ];
+        for (src, expected) in cases {
+            let started = Instant::now();
+            let e = post_login(src).unwrap_err();
+            assert_eq!(e, expected, "{src}: {e:?}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
+        let deep =
+            post_login("exports.onExecutePostLogin = () => { const f = (n) => f(n + 1) + 1; f(0); };").unwrap_err();
+        assert!(matches!(deep, RunError::Threw(ref m) if m.contains("stack")), "{deep:?}");
+        for escape in [
+            "const p = this.constructor.constructor('return process')(); exports.onExecutePostLogin = () => {};",
+            "exports.onExecutePostLogin = () => ({}).constructor.constructor('return process')().env;",
+            "exports.onExecutePostLogin = () => require('fs');",
+        ] {
+            let e = post_login(escape).unwrap_err();
+            // No process, require or host object exists to reach: a plain JS error ends the run.
+            assert!(
+                matches!(e, RunError::Threw(ref m) if m.contains("not defined") || m.contains("undefined")),
+                "{escape}: {e:?}"
+            );
+        }
+        let stuck = post_login("exports.onExecutePostLogin = () => new Promise(() => {});").unwrap_err();
+        assert_eq!(stuck, RunError::Stuck);
+        let thrown = post_login("exports.onExecutePostLogin = async () => { throw new Error('boom'); };").unwrap_err();
+        assert_eq!(thrown, RunError::Threw("boom".into()));
+    }
+
+    #[test]
+    fn nothing_survives_into_the_next_run() {
+        post_login("Object.prototype.polluted = 1; globalThis.leak = 2; exports.onExecutePostLogin = () => {};")
+            .unwrap();
+        let r = post_login(
+            "exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('seen', [({}).polluted, typeof leak]);",
+        )
+        .unwrap();
+        assert_eq!(r["idToken"]["seen"], serde_json::json!([null, "undefined"]));
+    }
+
+    #[test]
+    fn syntax_errors_and_missing_handlers_are_found_before_any_run() {
+        assert!(matches!(
+            check("exports.onExecutePostLogin = (", "onExecutePostLogin", Limits::default()),
+            Err(RunError::Syntax(_))
+        ));
+        assert_eq!(
+            check("exports.other = 1;", "onExecutePostLogin", Limits::default()),
+            Err(RunError::NoHandler("onExecutePostLogin"))
+        );
+        assert_eq!(check("exports.onExecutePostLogin = () => {};", "onExecutePostLogin", Limits::default()), Ok(()));
+    }
+}

