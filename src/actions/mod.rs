@@ -48,6 +48,8 @@ pub struct Action {
     pub path: PathBuf,
     pub source: Arc<str>,
     pub secrets: Vec<(String, Secret<String>)>,
+    /// Hosts `fetch` may reach (`host` or `host:port`); empty: no `fetch` at all.
+    pub allow_hosts: Vec<String>,
 }
 
 /// The actions of every trigger and the sandbox limits.
@@ -130,6 +132,22 @@ fn keep_unreserved(
     }
 }
 
+/// Deadline and size cap of an action's `fetch` calls.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const FETCH_MAX_BODY: usize = 256 * 1024;
+
+fn fetch_policy(action: &Action) -> Option<sandbox::FetchPolicy> {
+    if action.allow_hosts.is_empty() {
+        return None;
+    }
+    let http = gatehouse_connector::http::UpstreamHttp::new(FETCH_TIMEOUT, FETCH_MAX_BODY).ok()?;
+    Some(sandbox::FetchPolicy {
+        allow_hosts: action.allow_hosts.clone(),
+        http,
+        handle: tokio::runtime::Handle::current(),
+    })
+}
+
 /// Run the actions of `trigger` in order with `event` (its `secrets` filled per action).
 /// Stops at the first denial.
 pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value) -> Result<Effects, ActionFailed> {
@@ -142,9 +160,10 @@ pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value)
         let event_json = event.to_string();
         let source = action.source.clone();
         let limits = actions.limits;
+        let fetch = fetch_policy(action);
         let started = std::time::Instant::now();
         let outcome =
-            tokio::task::spawn_blocking(move || sandbox::run(&source, trigger.handler(), &event_json, limits))
+            tokio::task::spawn_blocking(move || sandbox::run(&source, trigger.handler(), &event_json, limits, fetch))
                 .await
                 .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
         let text = match outcome {
@@ -185,6 +204,7 @@ mod tests {
             path: PathBuf::from(format!("{name}.js")),
             source: source.into(),
             secrets: secret.map(|s| vec![("KEY".to_owned(), Secret::new(s.to_owned()))]).unwrap_or_default(),
+            allow_hosts: Vec::new(),
         }
     }
 

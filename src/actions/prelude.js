@@ -5,6 +5,23 @@ globalThis.__result = {
   idToken: {}, accessToken: {}, addScopes: [], removeScopes: [],
   deny: null, appMetadata: {}, userMetadata: {}, warnings: [],
 };
+// `fetch` exists only for an action with an allow-list; the host function behind it is taken
+// out of reach of the script.
+if (typeof globalThis.__fetch === "function") {
+  const raw = globalThis.__fetch;
+  delete globalThis.__fetch;
+  globalThis.fetch = async (url, init = {}) => {
+    const body = init.body === undefined || init.body === null ? null : String(init.body);
+    const r = JSON.parse(raw(String(url), String(init.method || "GET"), JSON.stringify(init.headers || {}), body));
+    return {
+      status: r.status,
+      ok: r.status >= 200 && r.status < 300,
+      headers: { get: (name) => r.headers[String(name).toLowerCase()] ?? null },
+      text: async () => r.body,
+      json: async () => JSON.parse(r.body),
+    };
+  };
+}
 globalThis.__api = function () {
   const r = globalThis.__result;
   const claim = (target) => (name, value) => {

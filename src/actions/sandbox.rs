@@ -3,9 +3,12 @@
 //! interrupt handler. The script sees plain data (`event`, built with `JSON.parse`) and the
 //! `api` of `prelude.js`; there is no filesystem, process, timer or network.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rquickjs::{CatchResultExt, CaughtError, Context, Function, Object, Promise, Runtime, Value};
+use gatehouse_connector::http::{Method, UpstreamHttp};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Object, Promise, Runtime, Value};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -40,6 +43,56 @@ pub enum RunError {
     Engine(String),
 }
 
+/// `fetch` for an action that has an allow-list: only those hosts, with a deadline and a
+/// response-size cap (both set on the HTTP client), and never a redirect.
+#[derive(Clone)]
+pub struct FetchPolicy {
+    /// `host` or `host:port` entries; a URL must match one exactly (case-insensitive).
+    pub allow_hosts: Vec<String>,
+    pub http: UpstreamHttp,
+    /// The runtime to run the request on (the sandbox itself runs on a blocking thread).
+    pub handle: tokio::runtime::Handle,
+}
+
+impl FetchPolicy {
+    fn allows(&self, url: &url::Url) -> bool {
+        let Some(host) = url.host_str() else { return false };
+        let with_port = url.port().map(|p| format!("{host}:{p}"));
+        matches!(url.scheme(), "http" | "https")
+            && self.allow_hosts.iter().any(|a| {
+                a.eq_ignore_ascii_case(host) || with_port.as_deref().is_some_and(|hp| a.eq_ignore_ascii_case(hp))
+            })
+    }
+
+    /// One request, as the JSON `{status, headers, body}` the prelude's `fetch` reads.
+    fn call(&self, url: &str, method: &str, headers: &str, body: Option<String>) -> Result<String, String> {
+        let url = url::Url::parse(url).map_err(|_| "fetch: invalid URL".to_owned())?;
+        if !self.allows(&url) {
+            return Err(format!("fetch: {} is not in this action's allow_hosts", url.host_str().unwrap_or("?")));
+        }
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| "fetch: invalid method".to_owned())?;
+        let headers: serde_json::Map<String, serde_json::Value> = serde_json::from_str(headers).unwrap_or_default();
+        let mut request = self.http.request(method, &url);
+        for (k, v) in headers {
+            if let Some(v) = v.as_str() {
+                request = request.header(k, v);
+            }
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = self.handle.block_on(self.http.send(request)).map_err(|e| format!("fetch: {e}"))?;
+        let content_type = response.content_type.clone().unwrap_or_default();
+        Ok(serde_json::json!({
+            "status": response.status.as_u16(),
+            "headers": { "content-type": content_type },
+            "body": String::from_utf8_lossy(&response.body),
+        })
+        .to_string())
+    }
+}
+
 /// Wrap the source as CommonJS: `exports` and `module.exports`, scoped to a function.
 fn wrapped(source: &str) -> String {
     format!(
@@ -70,7 +123,7 @@ fn classify(message: String, deadline_hit: bool) -> RunError {
 
 /// Check that `source` compiles and exports `handler`, without running a handler.
 pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), RunError> {
-    let rt = runtime(limits, Instant::now() + limits.cpu)?;
+    let rt = runtime(limits, Deadline::new(limits.cpu))?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
     ctx.with(|ctx| {
         let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
@@ -81,22 +134,61 @@ pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), 
     })
 }
 
-fn runtime(limits: Limits, deadline: Instant) -> Result<Runtime, RunError> {
+/// The CPU deadline: `start + cpu`, plus the time spent waiting on `fetch` (not CPU).
+#[derive(Clone)]
+struct Deadline {
+    start: Instant,
+    cpu: Duration,
+    waited_us: Arc<AtomicU64>,
+}
+
+impl Deadline {
+    fn new(cpu: Duration) -> Self {
+        Self { start: Instant::now(), cpu, waited_us: Arc::new(AtomicU64::new(0)) }
+    }
+    fn passed(&self) -> bool {
+        let waited = Duration::from_micros(self.waited_us.load(Ordering::Relaxed));
+        Instant::now() > self.start + self.cpu + waited
+    }
+}
+
+fn runtime(limits: Limits, deadline: Deadline) -> Result<Runtime, RunError> {
     let rt = Runtime::new().map_err(|e| RunError::Engine(e.to_string()))?;
     rt.set_memory_limit(limits.memory_bytes);
     rt.set_max_stack_size(limits.stack_bytes);
-    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    rt.set_interrupt_handler(Some(Box::new(move || deadline.passed())));
     Ok(rt)
 }
 
 /// Run `handler(event, api)` of `source` and return what the action asked for, as the JSON
-/// text of `__result`. Blocking: call it from a blocking thread.
-pub fn run(source: &str, handler: &'static str, event_json: &str, limits: Limits) -> Result<String, RunError> {
-    let deadline = Instant::now() + limits.cpu;
-    let rt = runtime(limits, deadline)?;
+/// text of `__result`. Blocking: call it from a blocking thread. Without a `fetch` policy
+/// there is no `fetch` at all.
+pub fn run(
+    source: &str,
+    handler: &'static str,
+    event_json: &str,
+    limits: Limits,
+    fetch: Option<FetchPolicy>,
+) -> Result<String, RunError> {
+    let deadline = Deadline::new(limits.cpu);
+    let rt = runtime(limits, deadline.clone())?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
     let out = ctx.with(|ctx| -> Result<String, RunError> {
-        let fail = |e: CaughtError<'_>| classify(describe(e), Instant::now() > deadline);
+        let fail = |e: CaughtError<'_>| classify(describe(e), deadline.passed());
+        if let Some(policy) = fetch {
+            let waited = deadline.waited_us.clone();
+            let f = Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'_>, url: String, method: String, headers: String, body: Option<String>| {
+                    let started = Instant::now();
+                    let r = policy.call(&url, &method, &headers, body);
+                    waited.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    r.map_err(|m| Exception::throw_type(&ctx, &m))
+                },
+            )
+            .map_err(|e| RunError::Engine(e.to_string()))?;
+            ctx.globals().set("__fetch", f).map_err(|e| RunError::Engine(e.to_string()))?;
+        }
         ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(fail)?;
         let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
@@ -104,8 +196,8 @@ pub fn run(source: &str, handler: &'static str, event_json: &str, limits: Limits
         let api: Value = ctx.eval("__api()").catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         let returned: Value = f.call((event, api)).catch(&ctx).map_err(fail)?;
         if let Some(promise) = returned.as_promise() {
-            settle(&ctx, promise, deadline).map_err(|e| match e {
-                RunError::Threw(m) => classify(m, Instant::now() > deadline),
+            settle(&ctx, promise, &deadline).map_err(|e| match e {
+                RunError::Threw(m) => classify(m, deadline.passed()),
                 other => other,
             })?;
         }
@@ -117,13 +209,13 @@ pub fn run(source: &str, handler: &'static str, event_json: &str, limits: Limits
 }
 
 /// Drive the job queue until the handler's promise settles.
-fn settle<'js>(ctx: &rquickjs::Ctx<'js>, promise: &Promise<'js>, deadline: Instant) -> Result<(), RunError> {
+fn settle<'js>(ctx: &rquickjs::Ctx<'js>, promise: &Promise<'js>, deadline: &Deadline) -> Result<(), RunError> {
     match promise.finish::<Value>() {
         Ok(_) => Ok(()),
         // The queue ran dry with the promise pending. An interrupt inside a job ends that job
         // without rejecting the promise, and the engine drops its exception: past the
         // deadline, that is what happened.
-        Err(rquickjs::Error::WouldBlock) if Instant::now() > deadline => Err(RunError::Deadline),
+        Err(rquickjs::Error::WouldBlock) if deadline.passed() => Err(RunError::Deadline),
         Err(rquickjs::Error::WouldBlock) => Err(RunError::Stuck),
         Err(e) => Err(RunError::Threw(describe(CaughtError::from_error(ctx, e)))),
     }
@@ -135,7 +227,7 @@ mod tests {
 
     fn post_login(src: &str) -> Result<serde_json::Value, RunError> {
         let event = r#"{"user":{"user_id":"auth0|1","app_metadata":{"groups":["beta"]}},"secrets":{}}"#;
-        run(src, "onExecutePostLogin", event, Limits::default()).map(|s| serde_json::from_str(&s).unwrap())
+        run(src, "onExecutePostLogin", event, Limits::default(), None).map(|s| serde_json::from_str(&s).unwrap())
     }
 
     #[test]

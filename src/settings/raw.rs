@@ -89,6 +89,8 @@ struct RawAction {
     file: String,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, Secret<String>>,
+    #[serde(default)]
+    allow_hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -664,7 +666,13 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
                 ctx.err(format!("actions.{key}[{i}].file"), format!("{}: {e}", path.display()));
                 continue;
             }
-            out.push(Action { name: a.name, path, source: source.into(), secrets: a.secrets.into_iter().collect() });
+            out.push(Action {
+                name: a.name,
+                path,
+                source: source.into(),
+                secrets: a.secrets.into_iter().collect(),
+                allow_hosts: a.allow_hosts,
+            });
         }
         out
     };
