@@ -306,7 +306,9 @@ fn test_action(
         Trigger::CredentialsExchange => actions.credentials_exchange.push(action),
     }
     runtime().block_on(async move {
-        match gatehouse::actions::run(&actions, trigger, &event).await {
+        // A throwaway cache: the runner starts every action with an empty one.
+        let cache = gatehouse::store::memory::MemoryStore::new(std::sync::Arc::new(gatehouse::clock::SystemClock));
+        match gatehouse::actions::run(&actions, trigger, &event, &cache).await {
             Ok(effects) => {
                 let out = serde_json::json!({
                     "id_token_claims": effects.claims.id_token,

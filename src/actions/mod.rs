@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 pub use sandbox::{Limits, RunError};
 
-use crate::store::CustomClaims;
+use crate::store::{ActionCacheStore, CustomClaims};
 use crate::tokens::RESERVED_CLAIMS;
 use crate::types::Secret;
 
@@ -104,6 +104,9 @@ struct RawResult {
     app_metadata: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     user_metadata: serde_json::Map<String, serde_json::Value>,
+    /// The action's cache after the run, when it changed.
+    #[serde(default)]
+    cache: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Replace every secret value in `text`, so an action that throws its secret does not put it
@@ -148,9 +151,27 @@ fn fetch_policy(action: &Action) -> Option<sandbox::FetchPolicy> {
     })
 }
 
+/// Save an action's cache, keeping it as long as its longest-lived entry.
+async fn save_cache(
+    cache: &dyn ActionCacheStore,
+    action: &str,
+    entries: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), crate::store::StoreError> {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let last = entries.values().filter_map(|e| e.get("expires_at").and_then(|t| t.as_u64())).max().unwrap_or(now_ms);
+    let ttl = last.saturating_sub(now_ms).div_ceil(1000).max(1);
+    cache.save(action, &serde_json::Value::Object(entries).to_string(), ttl).await
+}
+
 /// Run the actions of `trigger` in order with `event` (its `secrets` filled per action).
 /// Stops at the first denial.
-pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value) -> Result<Effects, ActionFailed> {
+pub async fn run(
+    actions: &Actions,
+    trigger: Trigger,
+    event: &serde_json::Value,
+    cache: &dyn ActionCacheStore,
+) -> Result<Effects, ActionFailed> {
     let mut effects = Effects::default();
     for action in actions.for_trigger(trigger) {
         let mut event = event.clone();
@@ -158,14 +179,20 @@ pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value)
             action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
         event["secrets"] = serde_json::Value::Object(secrets);
         let event_json = event.to_string();
+        let unavailable = |e: crate::store::StoreError| ActionFailed {
+            action: action.name.clone(),
+            error: RunError::Engine(format!("the action cache is unavailable: {e}")),
+        };
+        let cache_json = cache.load(&action.name).await.map_err(unavailable)?.unwrap_or_else(|| "{}".into());
         let source = action.source.clone();
         let limits = actions.limits;
         let fetch = fetch_policy(action);
         let started = std::time::Instant::now();
-        let outcome =
-            tokio::task::spawn_blocking(move || sandbox::run(&source, trigger.handler(), &event_json, limits, fetch))
-                .await
-                .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
+        let outcome = tokio::task::spawn_blocking(move || {
+            sandbox::run(&source, trigger.handler(), &event_json, &cache_json, limits, fetch)
+        })
+        .await
+        .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
         let text = match outcome {
             Ok(text) => text,
             Err(error) => {
@@ -179,6 +206,9 @@ pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value)
         };
         tracing::debug!(action = %action.name, elapsed_us = started.elapsed().as_micros() as u64, "action ran");
         let result: RawResult = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(entries) = result.cache {
+            save_cache(cache, &action.name, entries).await.map_err(unavailable)?;
+        }
         keep_unreserved(&action.name, &mut effects.claims.id_token, result.id_token);
         keep_unreserved(&action.name, &mut effects.claims.access_token, result.access_token);
         effects.claims.add_scopes.extend(result.add_scopes);
@@ -197,6 +227,28 @@ pub async fn run(actions: &Actions, trigger: Trigger, event: &serde_json::Value)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache() -> crate::store::memory::MemoryStore {
+        crate::store::memory::MemoryStore::new(std::sync::Arc::new(crate::clock::SystemClock))
+    }
+
+    #[tokio::test]
+    async fn the_cache_outlives_a_run_and_is_per_action() {
+        let counter = "exports.onExecutePostLogin = (e, api) => { const c = api.cache.get('n'); const n = c ? Number(c.value) + 1 : 1; api.cache.set('n', String(n)); api.idToken.setCustomClaim('n', n); };";
+        let actions = Actions { post_login: vec![action("counter", counter, None)], ..Default::default() };
+        let store = cache();
+        for expected in 1..=3 {
+            let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+            assert_eq!(e.claims.id_token["n"], expected);
+        }
+        let other = Actions { post_login: vec![action("other", counter, None)], ..Default::default() };
+        let e = run(&other, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+        assert_eq!(e.claims.id_token["n"], 1, "another action has its own cache");
+        let big = "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('r', api.cache.set('k', 'x'.repeat(5000)).code); };";
+        let actions = Actions { post_login: vec![action("big", big, None)], ..Default::default() };
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+        assert_eq!(e.claims.id_token["r"], "VALUE_TOO_LARGE");
+    }
 
     fn action(name: &str, source: &str, secret: Option<&str>) -> Action {
         Action {
@@ -225,7 +277,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}})).await.unwrap();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}}), &cache()).await.unwrap();
         assert_eq!(e.claims.id_token.get("a"), Some(&serde_json::json!(1)));
         assert!(!e.claims.id_token.contains_key("sub"), "reserved claims cannot be set");
         assert_eq!(
@@ -244,7 +296,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({})).await.unwrap();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &cache()).await.unwrap();
         assert_eq!(e.deny.as_deref(), Some("nope"));
         assert!(e.claims.id_token.is_empty());
 
@@ -256,7 +308,7 @@ mod tests {
             )],
             ..Default::default()
         };
-        let failed = run(&leaky, Trigger::PostLogin, &serde_json::json!({})).await.unwrap_err();
+        let failed = run(&leaky, Trigger::PostLogin, &serde_json::json!({}), &cache()).await.unwrap_err();
         assert_eq!(failed.error, RunError::Threw("key=[redacted]".into()));
     }
 }

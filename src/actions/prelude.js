@@ -3,7 +3,7 @@
 // never reachable from the script.
 globalThis.__result = {
   idToken: {}, accessToken: {}, addScopes: [], removeScopes: [],
-  deny: null, appMetadata: {}, userMetadata: {}, warnings: [],
+  deny: null, appMetadata: {}, userMetadata: {}, cache: null,
 };
 // `fetch` exists only for an action with an allow-list; the host function behind it is taken
 // out of reach of the script.
@@ -22,8 +22,14 @@ if (typeof globalThis.__fetch === "function") {
     };
   };
 }
-globalThis.__api = function () {
+// api.cache, as Auth0's: string values with an expiry, at most 20 entries of 2 KiB per action,
+// 15 minutes unless told otherwise, a day at most. Changes are saved after the run.
+const CACHE_MAX_ENTRIES = 20, CACHE_MAX_VALUE = 2048, CACHE_MAX_KEY = 256;
+const CACHE_DEFAULT_TTL = 15 * 60 * 1000, CACHE_MAX_TTL = 24 * 60 * 60 * 1000;
+globalThis.__api = function (cacheEntries) {
   const r = globalThis.__result;
+  const entries = cacheEntries && typeof cacheEntries === "object" ? cacheEntries : {};
+  const live = (e) => e && typeof e.expires_at === "number" && e.expires_at > Date.now();
   const claim = (target) => (name, value) => {
     if (typeof name !== "string") throw new TypeError("claim name must be a string");
     target[name] = value === undefined ? null : JSON.parse(JSON.stringify(value));
@@ -36,6 +42,33 @@ globalThis.__api = function () {
       removeScope: (s) => { r.removeScopes.push(String(s)); },
     }),
     access: Object.freeze({ deny: (reason) => { r.deny = String(reason ?? "access denied"); } }),
+    cache: Object.freeze({
+      get: (key) => {
+        const e = entries[String(key)];
+        return live(e) ? { value: e.value, expires_at: e.expires_at } : undefined;
+      },
+      set: (key, value, options = {}) => {
+        key = String(key);
+        value = String(value);
+        if (key.length > CACHE_MAX_KEY) return { type: "error", code: "KEY_TOO_LARGE" };
+        if (value.length > CACHE_MAX_VALUE) return { type: "error", code: "VALUE_TOO_LARGE" };
+        for (const k of Object.keys(entries)) if (!live(entries[k])) delete entries[k];
+        if (!(key in entries) && Object.keys(entries).length >= CACHE_MAX_ENTRIES) {
+          return { type: "error", code: "TOO_MANY_ENTRIES" };
+        }
+        const now = Date.now();
+        const wanted = typeof options.expires_at === "number" ? options.expires_at
+          : now + (typeof options.ttl === "number" ? options.ttl : CACHE_DEFAULT_TTL);
+        entries[key] = { value, expires_at: Math.min(wanted, now + CACHE_MAX_TTL) };
+        r.cache = entries;
+        return { type: "success" };
+      },
+      delete: (key) => {
+        delete entries[String(key)];
+        r.cache = entries;
+        return { type: "success" };
+      },
+    }),
     user: Object.freeze({
       setAppMetadata: (k, v) => { r.appMetadata[String(k)] = v === undefined ? null : JSON.parse(JSON.stringify(v)); },
       setUserMetadata: (k, v) => { r.userMetadata[String(k)] = v === undefined ? null : JSON.parse(JSON.stringify(v)); },

@@ -167,6 +167,7 @@ pub fn run(
     source: &str,
     handler: &'static str,
     event_json: &str,
+    cache_json: &str,
     limits: Limits,
     fetch: Option<FetchPolicy>,
 ) -> Result<String, RunError> {
@@ -193,7 +194,9 @@ pub fn run(
         let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(fail)?;
         let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
         let event = ctx.json_parse(event_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
-        let api: Value = ctx.eval("__api()").catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let cache = ctx.json_parse(cache_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let make_api: Function = ctx.globals().get("__api").map_err(|e| RunError::Engine(e.to_string()))?;
+        let api: Value = make_api.call((cache,)).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         let returned: Value = f.call((event, api)).catch(&ctx).map_err(fail)?;
         if let Some(promise) = returned.as_promise() {
             settle(&ctx, promise, &deadline).map_err(|e| match e {
@@ -227,7 +230,7 @@ mod tests {
 
     fn post_login(src: &str) -> Result<serde_json::Value, RunError> {
         let event = r#"{"user":{"user_id":"auth0|1","app_metadata":{"groups":["beta"]}},"secrets":{}}"#;
-        run(src, "onExecutePostLogin", event, Limits::default(), None).map(|s| serde_json::from_str(&s).unwrap())
+        run(src, "onExecutePostLogin", event, "{}", Limits::default(), None).map(|s| serde_json::from_str(&s).unwrap())
     }
 
     #[test]

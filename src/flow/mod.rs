@@ -570,9 +570,10 @@ async fn post_login_actions(
         return Ok(Ok(Default::default()));
     }
     let event = login_event(core, request, user, connection, auth_time, amr, browser);
-    let effects = crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event)
-        .await
-        .map_err(|e| FlowError::ActionFailed(e.action))?;
+    let effects =
+        crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event, core.store.action_cache.as_ref())
+            .await
+            .map_err(|e| FlowError::ActionFailed(e.action))?;
     if let Some(reason) = effects.deny {
         core.metrics.login(connection.as_str(), "denied_by_action");
         let e = ErrorResponse {

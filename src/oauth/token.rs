@@ -309,9 +309,14 @@ async fn credentials_exchange_actions(
         "request": { "hostname": core.settings.issuer.as_str() },
         "transaction": { "requested_scopes": scopes.iter().collect::<Vec<_>>() },
     });
-    let effects = crate::actions::run(actions, crate::actions::Trigger::CredentialsExchange, &event)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
+    let effects = crate::actions::run(
+        actions,
+        crate::actions::Trigger::CredentialsExchange,
+        &event,
+        core.store.action_cache.as_ref(),
+    )
+    .await
+    .map_err(|_| OAuthError::server_error())?;
     if let Some(reason) = effects.deny {
         return Err(OAuthError::new(ErrorCode::AccessDenied, reason));
     }

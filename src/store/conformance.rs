@@ -28,6 +28,17 @@ pub async fn run_all(store: &Store, h: &dyn Harness) {
     users_and_identity_links(store).await;
     key_ring_first_writer_wins(store).await;
     replay_cache_and_counters(store, h).await;
+    action_caches(store, h).await;
+}
+
+async fn action_caches(store: &Store, h: &dyn Harness) {
+    let action = unique("action");
+    assert_eq!(store.action_cache.load(&action).await.unwrap(), None);
+    store.action_cache.save(&action, r#"{"k":"v"}"#, 1).await.unwrap();
+    assert_eq!(store.action_cache.load(&action).await.unwrap().as_deref(), Some(r#"{"k":"v"}"#));
+    assert_eq!(store.action_cache.load(&unique("other")).await.unwrap(), None, "caches are per action");
+    h.advance(2).await;
+    assert_eq!(store.action_cache.load(&action).await.unwrap(), None, "the cache expires");
 }
 
 fn unique(tag: &str) -> String {

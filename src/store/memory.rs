@@ -57,6 +57,7 @@ struct Inner {
     verified_emails: HashMap<String, String>,
     replay: TtlMap<()>,
     counters: TtlMap<u64>,
+    action_cache: TtlMap<String>,
     writes: u64,
 }
 
@@ -88,6 +89,7 @@ impl MemoryStore {
                 verified_emails: HashMap::new(),
                 replay: TtlMap::new(),
                 counters: TtlMap::new(),
+                action_cache: TtlMap::new(),
                 writes: 0,
             }),
             clock,
@@ -302,6 +304,19 @@ impl Counters for MemoryStore {
     async fn reset(&self, key: &str) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
         g.counters.take(key, now);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ActionCacheStore for MemoryStore {
+    async fn load(&self, action: &str) -> StoreResult<Option<String>> {
+        let (mut g, now) = self.lock(false);
+        Ok(g.action_cache.get(action, now).cloned())
+    }
+    async fn save(&self, action: &str, entries: &str, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.action_cache.put(action.to_owned(), entries.to_owned(), Some(ttl.max(1)), now);
         Ok(())
     }
 }

@@ -104,6 +104,14 @@ pub trait ReplayCache: Send + Sync {
     async fn insert_once(&self, key: &str, ttl: u64) -> StoreResult<bool>;
 }
 
+/// Each action's `api.cache`: one small JSON document per action, written after a run.
+#[async_trait]
+pub trait ActionCacheStore: Send + Sync {
+    async fn load(&self, action: &str) -> StoreResult<Option<String>>;
+    /// Replace the action's cache; it expires after `ttl` seconds (its longest entry).
+    async fn save(&self, action: &str, entries: &str, ttl: u64) -> StoreResult<()>;
+}
+
 #[async_trait]
 pub trait Counters: Send + Sync {
     /// Add one to `key` (created with a `ttl`-second window) and return the new count.
@@ -130,6 +138,7 @@ pub struct Store {
     pub keys: Arc<dyn KeyStore>,
     pub replay: Arc<dyn ReplayCache>,
     pub counters: Arc<dyn Counters>,
+    pub action_cache: Arc<dyn ActionCacheStore>,
     pub health: Arc<dyn Health>,
 }
 
@@ -145,6 +154,7 @@ impl Store {
             + UserStore
             + ReplayCache
             + Counters
+            + ActionCacheStore
             + Health
             + 'static,
     {
@@ -158,6 +168,7 @@ impl Store {
             keys,
             replay: backend.clone(),
             counters: backend.clone(),
+            action_cache: backend.clone(),
             health: backend,
         }
     }

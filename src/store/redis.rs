@@ -592,6 +592,16 @@ impl Counters for RedisStore {
 }
 
 #[async_trait]
+impl ActionCacheStore for RedisStore {
+    async fn load(&self, action: &str) -> StoreResult<Option<String>> {
+        self.get_string(self.key("action-cache", action)).await
+    }
+    async fn save(&self, action: &str, entries: &str, ttl: u64) -> StoreResult<()> {
+        self.set_ex(self.key("action-cache", action), entries.to_owned(), ttl).await
+    }
+}
+
+#[async_trait]
 impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         self.query::<String>(::redis::cmd("PING").to_owned()).await.map(|_| ())
