@@ -59,7 +59,7 @@ enum ActionsCommand {
         /// The `event` as a JSON file.
         #[arg(long)]
         event: PathBuf,
-        /// post-login or credentials-exchange.
+        /// post-login, credentials-exchange or pre-user-registration.
         #[arg(long, default_value = "post-login")]
         trigger: String,
         /// A secret for `event.secrets`, as NAME=VALUE (repeatable).
@@ -269,7 +269,9 @@ fn test_action(
         ExitCode::FAILURE
     };
     let Some(trigger) = Trigger::parse(trigger) else {
-        return fail(format!("--trigger: {trigger} is not one of post-login, credentials-exchange"));
+        return fail(format!(
+            "--trigger: {trigger} is not one of post-login, credentials-exchange, pre-user-registration"
+        ));
     };
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -304,6 +306,7 @@ fn test_action(
     match trigger {
         Trigger::PostLogin => actions.post_login.push(action),
         Trigger::CredentialsExchange => actions.credentials_exchange.push(action),
+        Trigger::PreUserRegistration => actions.pre_user_registration.push(action),
     }
     runtime().block_on(async move {
         // A throwaway cache: the runner starts every action with an empty one.

@@ -386,3 +386,51 @@ async fn fetch_reaches_only_allowed_hosts() {
     assert_eq!(r.status(), 500);
     assert!(forbidden.accept().is_err(), "the forbidden host saw no connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_user_registration_shapes_or_refuses_new_users() {
+    let dir = TempDir::new();
+    let path = script(
+        &dir,
+        "register.js",
+        r#"exports.onExecutePreUserRegistration = async (event, api) => {
+             if (event.user.email.startsWith("root@")) {
+               api.access.deny("blocked_domain", "Administrators cannot sign up here.");
+               return;
+             }
+             api.user.setAppMetadata("plan", "free");
+             api.user.setUserMetadata("signup_connection", event.connection.id);
+           };"#,
+    );
+    let mut config = crate::harness::config("ES256");
+    config.push_str(&format!(
+        "\n[[actions.pre_user_registration]]\nname = \"register\"\nfile = \"{}\"\n",
+        path.display()
+    ));
+    let app = TestApp::with(Options { config: Some(config), ..Default::default() }).await;
+
+    tokens_for_ada(&app).await;
+    let ada = app.core.store.users.get(&UserId::parse("auth0|ada").unwrap()).await.unwrap().unwrap();
+    assert_eq!(ada.app_metadata["plan"], "free");
+    assert_eq!(ada.user_metadata["signup_connection"], "users");
+
+    let b = browser();
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
+    let hosted = location(&b.get(&url).send().await.unwrap());
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("username", "root@example.com"),
+            ("password", OTHER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let to = location(&r);
+    assert_eq!(param(&to, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&to, "error_description").as_deref(), Some("Administrators cannot sign up here."));
+    assert!(app.core.store.users.get(&UserId::parse("auth0|root").unwrap()).await.unwrap().is_none(), "no user stored");
+}

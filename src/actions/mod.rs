@@ -23,6 +23,7 @@ use crate::types::Secret;
 pub enum Trigger {
     PostLogin,
     CredentialsExchange,
+    PreUserRegistration,
 }
 
 impl Trigger {
@@ -30,12 +31,14 @@ impl Trigger {
         match self {
             Self::PostLogin => "onExecutePostLogin",
             Self::CredentialsExchange => "onExecuteCredentialsExchange",
+            Self::PreUserRegistration => "onExecutePreUserRegistration",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "post-login" => Some(Self::PostLogin),
             "credentials-exchange" => Some(Self::CredentialsExchange),
+            "pre-user-registration" => Some(Self::PreUserRegistration),
             _ => None,
         }
     }
@@ -58,6 +61,7 @@ pub struct Actions {
     pub limits: Limits,
     pub post_login: Vec<Action>,
     pub credentials_exchange: Vec<Action>,
+    pub pre_user_registration: Vec<Action>,
 }
 
 impl Actions {
@@ -65,6 +69,7 @@ impl Actions {
         match trigger {
             Trigger::PostLogin => &self.post_login,
             Trigger::CredentialsExchange => &self.credentials_exchange,
+            Trigger::PreUserRegistration => &self.pre_user_registration,
         }
     }
 }

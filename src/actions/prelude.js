@@ -41,7 +41,11 @@ globalThis.__api = function (cacheEntries) {
       addScope: (s) => { r.addScopes.push(String(s)); },
       removeScope: (s) => { r.removeScopes.push(String(s)); },
     }),
-    access: Object.freeze({ deny: (reason) => { r.deny = String(reason ?? "access denied"); } }),
+    // post-login: deny(reason); pre-user-registration: deny(internalReason, userMessage), where
+    // the person (and the client) see the user message.
+    access: Object.freeze({
+      deny: (reason, userMessage) => { r.deny = String(userMessage ?? reason ?? "access denied"); },
+    }),
     cache: Object.freeze({
       get: (key) => {
         const e = entries[String(key)];

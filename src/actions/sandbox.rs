@@ -43,6 +43,11 @@ pub enum RunError {
     Engine(String),
 }
 
+/// The longest a run may take in all, fetches included.
+const WALL_CLOCK_CAP: Duration = Duration::from_secs(5);
+/// The most `fetch` calls one run may make.
+const MAX_FETCHES: u64 = 10;
+
 /// `fetch` for an action that has an allow-list: only those hosts, with a deadline and a
 /// response-size cap (both set on the HTTP client), and never a redirect.
 #[derive(Clone)]
@@ -148,7 +153,9 @@ impl Deadline {
     }
     fn passed(&self) -> bool {
         let waited = Duration::from_micros(self.waited_us.load(Ordering::Relaxed));
-        Instant::now() > self.start + self.cpu + waited
+        let now = Instant::now();
+        // Waiting on fetch is not CPU, but a run never outlives the wall-clock cap either.
+        now > self.start + self.cpu + waited || now > self.start + WALL_CLOCK_CAP
     }
 }
 
@@ -178,9 +185,18 @@ pub fn run(
         let fail = |e: CaughtError<'_>| classify(describe(e), deadline.passed());
         if let Some(policy) = fetch {
             let waited = deadline.waited_us.clone();
+            let calls = std::cell::Cell::new(0u64);
+            let cap = deadline.clone();
             let f = Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'_>, url: String, method: String, headers: String, body: Option<String>| {
+                    calls.set(calls.get() + 1);
+                    if calls.get() > MAX_FETCHES {
+                        return Err(Exception::throw_type(&ctx, "fetch: too many requests in one run"));
+                    }
+                    if cap.passed() {
+                        return Err(Exception::throw_type(&ctx, "fetch: the run is out of time"));
+                    }
                     let started = Instant::now();
                     let r = policy.call(&url, &method, &headers, body);
                     waited.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -137,6 +137,10 @@ impl From<ProfileError> for FlowError {
         match e {
             ProfileError::Store(s) => Self::Store(s),
             ProfileError::BadSubject(v) => Self::InvalidUpstreamResponse(v.0.into()),
+            ProfileError::Conflict(id) => {
+                tracing::warn!(user_id = %id, "an identity of another connection claims an existing user id; refused");
+                Self::InvalidUpstreamResponse(format!("user id {id} belongs to another connection"))
+            }
         }
     }
 }
@@ -410,8 +414,14 @@ pub async fn credentials(
     }
     let login = &core.settings.login;
     let ip = browser.ip.map(|i| i.to_string()).unwrap_or_default();
+    // Count the attempt before checking the password, so a burst of parallel guesses cannot
+    // all slip under the limit; a success resets the count. A second counter per address
+    // bounds guessing across usernames.
     let counter = format!("failed-login:{conn_id}:{}:{ip}", username.to_lowercase());
-    if core.store.counters.get(&counter).await? >= login.max_failed_attempts {
+    let per_ip = format!("failed-login-ip:{ip}");
+    let attempts = core.store.counters.incr(&counter, login.lockout_window).await?;
+    let ip_failures = core.store.counters.get(&per_ip).await?;
+    if attempts > login.max_failed_attempts || ip_failures >= login.max_failed_attempts.saturating_mul(10) {
         core.metrics.login(conn_id.as_str(), "throttled");
         return Err(FlowError::TooManyAttempts);
     }
@@ -425,7 +435,7 @@ pub async fn credentials(
             complete(core, txn, &conn, identity, browser).await.map(CredentialsResult::Done)
         }
         Err(ConnectorError::InvalidCredentials) => {
-            core.store.counters.incr(&counter, login.lockout_window).await?;
+            core.store.counters.incr(&per_ip, login.lockout_window).await?;
             core.metrics.login(conn_id.as_str(), "wrong_credentials");
             tracing::info!(connection = %conn_id, "wrong username or password");
             Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Wrong username or password."))))
@@ -506,15 +516,20 @@ async fn complete(
 ) -> Result<Outcome, FlowError> {
     let now = core.clock.now();
     let strategy = conn.connector.strategy().to_owned();
-    let user = profile::upsert(
-        core.store.users.as_ref(),
-        &conn.settings.id,
-        &strategy,
-        &conn.settings.profile,
-        &identity,
-        now,
-    )
-    .await?;
+    let (connection, policy) = (&conn.settings.id, &conn.settings.profile);
+    let users = core.store.users.as_ref();
+    let resolved = profile::resolve(users, connection, &strategy, policy, &identity).await?;
+    let mut metadata = profile::NewUserMetadata::default();
+    if let profile::Resolved::New(user_id) = &resolved
+        && !core.settings.actions.pre_user_registration.is_empty()
+    {
+        match pre_user_registration(core, &txn.request, user_id, &identity, connection, browser).await? {
+            Ok(m) => metadata = m,
+            Err(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+        }
+    }
+    let source = profile::Source { connection, strategy: &strategy, policy };
+    let user = profile::record_login(users, source, &identity, resolved, metadata, now).await?;
     let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
     // Actions before the session: a denied login opens none.
     let mut user = user;
@@ -532,6 +547,68 @@ async fn complete(
     core.metrics.login(conn.settings.id.as_str(), "success");
     tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");
     Ok(Outcome { next, set_binding: None, set_session: Some(opened.cookie) })
+}
+
+/// The pre-user-registration Actions, before a new user is stored: a denial stores nothing
+/// and reaches the client as `access_denied`.
+async fn pre_user_registration(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    user_id: &crate::types::UserId,
+    identity: &UpstreamIdentity,
+    connection: &ConnectionId,
+    browser: &Browser,
+) -> Result<Result<profile::NewUserMetadata, AuthorizationResponse>, FlowError> {
+    let conn = core.connections.get(connection);
+    let event = serde_json::json!({
+        "user": {
+            "user_id": user_id.as_str(),
+            "email": identity.email,
+            "email_verified": identity.email_verified,
+            "name": identity.name,
+            "given_name": identity.given_name,
+            "family_name": identity.family_name,
+            "nickname": identity.nickname,
+            "picture": identity.picture,
+            "app_metadata": {},
+            "user_metadata": {},
+        },
+        "connection": {
+            "id": connection.as_str(),
+            "name": connection.as_str(),
+            "strategy": conn.map(|c| c.connector.strategy().to_owned()),
+        },
+        "client": {
+            "client_id": request.client_id.as_str(),
+            "name": core.settings.client(request.client_id.as_str()).map(|c| c.name.clone()),
+            "metadata": {},
+        },
+        "request": {
+            "ip": browser.ip.map(|i| i.to_string()),
+            "user_agent": browser.user_agent,
+            "hostname": browser.hostname,
+        },
+        "transaction": { "requested_scopes": request.scopes.iter().collect::<Vec<_>>() },
+    });
+    let effects = crate::actions::run(
+        &core.settings.actions,
+        crate::actions::Trigger::PreUserRegistration,
+        &event,
+        core.store.action_cache.as_ref(),
+    )
+    .await
+    .map_err(|e| FlowError::ActionFailed(e.action))?;
+    if let Some(reason) = effects.deny {
+        core.metrics.login(connection.as_str(), "registration_denied");
+        let e = ErrorResponse {
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode,
+            state: request.state.clone(),
+            error: OAuthError::new(ErrorCode::AccessDenied, reason),
+        };
+        return Ok(Err(error_response(e, core.settings.issuer.as_str())));
+    }
+    Ok(Ok(profile::NewUserMetadata { app_metadata: effects.app_metadata, user_metadata: effects.user_metadata }))
 }
 
 /// A silent login from a live session: the post-login Actions run here too.

@@ -5,14 +5,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use super::error::{flow_page, oauth_page};
-use super::page::{Page, cookie, removal};
+use super::page::{Page, binding_cookie, cookie, removal};
 use super::{Core, read_params};
 use crate::flow::{
     self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, HostedPage, LogoutNext, Next, Outcome,
 };
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
-use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
+use crate::session::COOKIE as SESSION_COOKIE;
 use crate::store::ResponseMode;
 use gatehouse_connector::{CallbackInput, Secret};
 
@@ -75,7 +75,7 @@ fn outcome(core: &Core, page: &Page, o: Outcome) -> HttpResponse {
     };
     let secure = core.settings.session.cookie_secure;
     if let Some(b) = o.set_binding {
-        let _ = resp.add_cookie(&cookie(BROWSER_COOKIE, b, secure, None));
+        let _ = resp.add_cookie(&binding_cookie(b, secure));
     }
     if let Some(s) = o.set_session {
         let _ = resp.add_cookie(&cookie(SESSION_COOKIE, s, secure, Some(core.settings.session.ttl)));

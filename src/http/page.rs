@@ -124,6 +124,18 @@ pub fn cookie(name: &'static str, value: String, secure: bool, max_age: Option<u
     c
 }
 
+/// The transaction-binding cookie. Under https it is `SameSite=None`, so upstream callbacks
+/// that arrive as cross-site POSTs (SAML, `form_post`) still carry it; it binds, it does not
+/// authenticate (the session cookie stays `Lax`). Plain http cannot use `None` (it needs
+/// `Secure`), so local setups keep `Lax`.
+pub fn binding_cookie(value: String, secure: bool) -> Cookie<'static> {
+    let mut c = cookie(BROWSER_COOKIE, value, secure, None);
+    if secure {
+        c.set_same_site(SameSite::None);
+    }
+    c
+}
+
 pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {
     let mut c = cookie(name, String::new(), secure, None);
     c.make_removal();

@@ -59,9 +59,9 @@ pub async fn userinfo(core: &Core, token: &str) -> Result<serde_json::Map<String
 /// and tokens of other clients are answered the same way (200), as the RFC asks.
 pub async fn revoke(core: &Core, client: &ClientSettings, p: &Params) -> Result<(), OAuthError> {
     let token = p.require("token")?;
-    let hint = p.get("token_type_hint");
-    if hint != Some("access_token")
-        && let Some(grant_id) = refresh_grant_id(token)
+    // The hint only orders the lookups (RFC 7009 2.1): both kinds are always tried. An access
+    // token never parses as a refresh token's `<grant id>.<secret>` with a live grant.
+    if let Some(grant_id) = refresh_grant_id(token)
         && let Some(grant) = core.store.grants.get(grant_id).await?
     {
         if grant.client_id == client.id && grant.refresh == Some(SecretHash::of(token)) {
@@ -83,9 +83,8 @@ pub async fn revoke(core: &Core, client: &ClientSettings, p: &Params) -> Result<
 pub async fn introspect(core: &Core, p: &Params) -> Result<serde_json::Value, OAuthError> {
     let token = p.require("token")?;
     let inactive = serde_json::json!({ "active": false });
-    if p.get("token_type_hint") != Some("refresh_token")
-        && let Ok(c) = verify_access_token(core, token, None).await
-    {
+    // The hint is only a hint (RFC 7662 2.1): both kinds are always tried.
+    if let Ok(c) = verify_access_token(core, token, None).await {
         let mut out = serde_json::json!({
             "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
             "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "jti": c.jti,

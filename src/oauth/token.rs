@@ -75,7 +75,9 @@ fn revocation_ttl(core: &Core) -> u64 {
 async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
     let code = p.require("code")?;
     let grant_id = random_token(16);
-    let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
+    // The tombstone must outlive every token the first redemption may have issued, refresh
+    // tokens included (RFC 6749 10.5).
+    let tombstone = revocation_ttl(core).max(core.settings.tokens.code_ttl);
     let record = match core.store.codes.redeem(SecretHash::of(code), &grant_id, tombstone).await? {
         Redeemed::Fresh(r) => *r,
         Redeemed::Reused { grant_id: first } => {
@@ -224,6 +226,9 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
             asked
         }
     };
+    // Everything that can fail comes before the rotation: once rotated, a client that never
+    // received the new token would find its retry treated as reuse.
+    let user = load_user(core, &current.user_id).await?;
     let next = format!("{grant_id}.{}", random_token(32));
     let now = core.clock.now();
     let mut grant = match core.store.grants.rotate(grant_id, SecretHash::of(token), SecretHash::of(&next), now).await? {
@@ -236,7 +241,6 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
         }
         Rotation::Invalid => return Err(invalid()),
     };
-    let user = load_user(core, &grant.user_id).await?;
     grant.scopes = scopes;
     user_tokens(core, &grant, &user, None, Some(next))
 }

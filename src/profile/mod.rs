@@ -17,6 +17,10 @@ pub enum ProfileError {
     BadSubject(#[from] InvalidValue),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another connection of the same strategy already created this user id: refusing is
+    /// the only safe answer (merging would hand one person's account to another).
+    #[error("user {0} already exists through another connection")]
+    Conflict(UserId),
 }
 
 /// When profile fields follow the upstream.
@@ -102,6 +106,7 @@ fn as_text(v: &serde_json::Value) -> Option<String> {
 /// The identity with the connection's attribute mapping applied.
 pub fn mapped(identity: &UpstreamIdentity, policy: &Policy) -> UpstreamIdentity {
     let mut out = identity.clone();
+    let verified_email = identity.email_verified.then(|| identity.email.clone()).flatten();
     for (field, claims) in &policy.mapping {
         let first =
             claims.iter().find_map(|c| claim(&identity.raw, c).filter(|v| v.is_array() || as_text(v).is_some()));
@@ -125,6 +130,12 @@ pub fn mapped(identity: &UpstreamIdentity, policy: &Policy) -> UpstreamIdentity 
             }
         }
     }
+    // `email_verified` speaks of the upstream's `email`. A remapped address is verified only
+    // when it is that same address, or when the mapping names its own verification claim.
+    let maps_verified = policy.mapping.iter().any(|(f, _)| *f == Field::EmailVerified);
+    if !maps_verified && out.email.as_deref().map(str::to_lowercase) != verified_email.map(|e| e.to_lowercase()) {
+        out.email_verified = false;
+    }
     out
 }
 
@@ -140,15 +151,63 @@ fn set_fields(user: &mut UserRecord, identity: &UpstreamIdentity) {
     user.groups = identity.groups.clone();
 }
 
-/// Load, link or create the user for this identity and record the login.
-pub async fn upsert(
+/// Whose login this is.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// The identity is already one of this user's.
+    Existing(UserRecord),
+    /// A new identity, to be linked to this user by verified email.
+    Linked(UserRecord),
+    /// Nobody yet: a user with this id will be created.
+    New(UserId),
+}
+
+/// Find the user an identity belongs to (after the connection's attribute mapping), without
+/// writing anything.
+pub async fn resolve(
     users: &dyn UserStore,
     connection: &ConnectionId,
     strategy: &str,
     policy: &Policy,
     identity: &UpstreamIdentity,
+) -> Result<Resolved, ProfileError> {
+    let identity = mapped(identity, policy);
+    if let Some(id) = users.find_by_identity(connection.as_str(), &identity.subject).await?
+        && let Some(user) = users.get(&id).await?
+    {
+        return Ok(Resolved::Existing(user));
+    }
+    Ok(match link_target(users, policy, &identity).await? {
+        Some(user) => Resolved::Linked(user),
+        None => Resolved::New(UserId::new(strategy, &identity.subject)?),
+    })
+}
+
+/// Metadata a new user starts with (from pre-user-registration Actions).
+#[derive(Debug, Clone, Default)]
+pub struct NewUserMetadata {
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The connection an identity came through.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub connection: &'a ConnectionId,
+    pub strategy: &'a str,
+    pub policy: &'a Policy,
+}
+
+/// Record a login of `resolved`: create, link or update the user and count the login.
+pub async fn record_login(
+    users: &dyn UserStore,
+    source: Source<'_>,
+    identity: &UpstreamIdentity,
+    resolved: Resolved,
+    metadata: NewUserMetadata,
     now: u64,
 ) -> Result<UserRecord, ProfileError> {
+    let Source { connection, strategy, policy } = source;
     let identity = mapped(identity, policy);
     let entry = Identity {
         connection: connection.clone(),
@@ -157,38 +216,34 @@ pub async fn upsert(
         is_social: is_social(strategy),
         profile_data: identity.raw.clone(),
     };
-    let existing = match users.find_by_identity(connection.as_str(), &identity.subject).await? {
-        Some(id) => users.get(&id).await?,
-        None => None,
-    };
-    let (mut user, created, linked) = match existing {
-        Some(user) => (user, false, false),
-        None => match link_target(users, policy, &identity).await? {
-            Some(user) => (user, false, true),
-            None => {
-                let user_id = UserId::new(strategy, &identity.subject)?;
-                let fresh = UserRecord {
-                    user_id,
-                    email: None,
-                    email_verified: false,
-                    name: None,
-                    given_name: None,
-                    family_name: None,
-                    nickname: None,
-                    picture: None,
-                    locale: None,
-                    groups: Vec::new(),
-                    identities: Vec::new(),
-                    app_metadata: Default::default(),
-                    user_metadata: Default::default(),
-                    created_at: now,
-                    updated_at: now,
-                    last_login: now,
-                    logins_count: 0,
-                };
-                (fresh, true, false)
+    let (mut user, created, linked) = match resolved {
+        Resolved::Existing(user) => (user, false, false),
+        Resolved::Linked(user) => (user, false, true),
+        Resolved::New(user_id) => {
+            if users.get(&user_id).await?.is_some() {
+                return Err(ProfileError::Conflict(user_id));
             }
-        },
+            let fresh = UserRecord {
+                user_id,
+                email: None,
+                email_verified: false,
+                name: None,
+                given_name: None,
+                family_name: None,
+                nickname: None,
+                picture: None,
+                locale: None,
+                groups: Vec::new(),
+                identities: Vec::new(),
+                app_metadata: metadata.app_metadata,
+                user_metadata: metadata.user_metadata,
+                created_at: now,
+                updated_at: now,
+                last_login: now,
+                logins_count: 0,
+            };
+            (fresh, true, false)
+        }
     };
     // The root profile follows the user's primary identity (the first); a linked identity
     // contributes its profile_data only.
@@ -209,6 +264,20 @@ pub async fn upsert(
     user.logins_count += 1;
     users.put(&user).await?;
     Ok(user)
+}
+
+/// Load, link or create the user for this identity and record the login.
+pub async fn upsert(
+    users: &dyn UserStore,
+    connection: &ConnectionId,
+    strategy: &str,
+    policy: &Policy,
+    identity: &UpstreamIdentity,
+    now: u64,
+) -> Result<UserRecord, ProfileError> {
+    let resolved = resolve(users, connection, strategy, policy, identity).await?;
+    let source = Source { connection, strategy, policy };
+    record_login(users, source, identity, resolved, NewUserMetadata::default(), now).await
 }
 
 /// The user a new identity links to, if linking is on and both emails are verified.
@@ -329,5 +398,26 @@ mod tests {
         assert_eq!(m.name.as_deref(), Some("Common"), "empty values fall through");
         assert_eq!(m.groups, vec!["a", "b"]);
         assert_eq!(m.picture, None);
+        assert!(!m.email_verified, "a remapped email is not the upstream's verified one");
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn a_second_connection_of_the_same_strategy_cannot_take_a_user_over() {
+        let store = MemoryStore::new(ManualClock::new(10));
+        let (a, b) = (ConnectionId::parse("tenant-a").unwrap(), ConnectionId::parse("tenant-b").unwrap());
+        let id = UpstreamIdentity { subject: "admin".into(), ..Default::default() };
+        let owner = upsert(&store, &a, "oidc", &Policy::default(), &id, 10).await.unwrap();
+        let attempt = upsert(&store, &b, "oidc", &Policy::default(), &id, 20).await;
+        assert!(matches!(attempt, Err(ProfileError::Conflict(_))), "{attempt:?}");
+        let kept = store.get(&owner.user_id).await.unwrap().unwrap();
+        assert_eq!(kept.identities.len(), 1);
+        assert_eq!(kept.identities[0].connection, a, "the owner's record is untouched");
     }
 }

@@ -80,6 +80,8 @@ struct RawActions {
     post_login: Vec<RawAction>,
     #[serde(default)]
     credentials_exchange: Vec<RawAction>,
+    #[serde(default)]
+    pre_user_registration: Vec<RawAction>,
 }
 
 #[derive(Deserialize)]
@@ -678,5 +680,6 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
     };
     let post_login = load("post_login", raw.post_login, Trigger::PostLogin);
     let credentials_exchange = load("credentials_exchange", raw.credentials_exchange, Trigger::CredentialsExchange);
-    crate::actions::Actions { limits, post_login, credentials_exchange }
+    let pre_user_registration = load("pre_user_registration", raw.pre_user_registration, Trigger::PreUserRegistration);
+    crate::actions::Actions { limits, post_login, credentials_exchange, pre_user_registration }
 }
