@@ -321,6 +321,7 @@ fn test_action(
                     "app_metadata": effects.app_metadata,
                     "user_metadata": effects.user_metadata,
                     "denied": effects.deny,
+                    "redirect": effects.redirect.map(|(r, _)| serde_json::json!({ "url": r.url, "query": r.query })),
                 });
                 println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
                 ExitCode::SUCCESS

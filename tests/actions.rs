@@ -434,3 +434,81 @@ async fn pre_user_registration_shapes_or_refuses_new_users() {
     assert_eq!(param(&to, "error_description").as_deref(), Some("Administrators cannot sign up here."));
     assert!(app.core.store.users.get(&UserId::parse("auth0|root").unwrap()).await.unwrap().is_none(), "no user stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_and_continue_complete_the_login_once() {
+    let dir = TempDir::new();
+    let path = script(
+        &dir,
+        "redirect.js",
+        r#"exports.onExecutePostLogin = async (event, api) => {
+             const token = api.redirect.encodeToken({
+               secret: event.secrets.API_KEY, payload: { user: event.user.user_id }, expiresInSeconds: 60,
+             });
+             api.idToken.setCustomClaim("before_redirect", true);
+             api.redirect.sendUserTo("http://external.test/confirm", { query: { session_token: token } });
+           };
+           exports.onContinuePostLogin = async (event, api) => {
+             const payload = api.redirect.validateToken({ secret: event.secrets.API_KEY, tokenParameterName: "session_token" });
+             api.idToken.setCustomClaim("confirmed_by", payload.user);
+           };"#,
+    );
+    let app = app_with(&[("redirect", &path)], &[]).await;
+    let b = browser();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]);
+    let hosted = location(&b.get(&url).send().await.unwrap());
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let away = location(&r);
+    assert!(away.starts_with("http://external.test/confirm?"), "{away}");
+    assert!(
+        r.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("gh_session=")),
+        "no session yet"
+    );
+    let state = param(&away, "state").unwrap();
+    let token = param(&away, "session_token").unwrap();
+
+    // The external page sends the person back with the token.
+    let back = format!("{}?state={state}&session_token={token}", app.url("/continue"));
+    let another_browser = browser();
+    assert_eq!(
+        another_browser.get(&back).send().await.unwrap().status(),
+        400,
+        "only the browser that left may continue"
+    );
+    let r = b.get(&back).send().await.unwrap();
+    let done = location(&r);
+    assert!(done.starts_with(WEB_REDIRECT), "{done}");
+    assert_eq!(param(&done, "state").as_deref(), Some("st-123"));
+    let t: serde_json::Value = redeem(&app, &param(&done, "code").unwrap(), &verifier).await.json().await.unwrap();
+    let id = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(id["confirmed_by"], "auth0|ada");
+    assert_eq!(id["before_redirect"], true, "claims from before the redirect are kept");
+    assert_eq!(b.get(&back).send().await.unwrap().status(), 400, "a continue state works once");
+
+    // A forged token fails validateToken: the login is refused.
+    let b = browser();
+    let (_, challenge) = pkce();
+    let hosted = location(&b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[])).send().await.unwrap());
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(app.url(&format!("{hosted}/credentials")))
+        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let state = param(&location(&r), "state").unwrap();
+    let forged = format!(
+        "{}?state={state}&session_token=eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiYWRtaW4ifQ.AAAA",
+        app.url("/continue")
+    );
+    let r = b.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.headers().get("location").is_none());
+}

@@ -82,6 +82,17 @@ pub struct Effects {
     pub deny: Option<String>,
     pub app_metadata: serde_json::Map<String, serde_json::Value>,
     pub user_metadata: serde_json::Map<String, serde_json::Value>,
+    /// `api.redirect.sendUserTo`: where to send the person, and the index of the action that
+    /// asked (it resumes there with `onContinuePostLogin`). The chain stops here.
+    pub redirect: Option<(Redirect, usize)>,
+}
+
+/// An action's `api.redirect.sendUserTo(url, {query})`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Redirect {
+    pub url: String,
+    #[serde(default)]
+    pub query: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An action failed (threw, ran out of time or memory): the login is refused.
@@ -112,6 +123,8 @@ struct RawResult {
     /// The action's cache after the run, when it changed.
     #[serde(default)]
     cache: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    redirect: Option<Redirect>,
 }
 
 /// Replace every secret value in `text`, so an action that throws its secret does not put it
@@ -177,8 +190,40 @@ pub async fn run(
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
 ) -> Result<Effects, ActionFailed> {
+    run_from(actions, trigger, event, cache, 0, None).await
+}
+
+/// Resume a post-login chain after a redirect: action `from` runs `onContinuePostLogin` (if
+/// it exports it), the actions after it run as usual.
+pub async fn resume(
+    actions: &Actions,
+    event: &serde_json::Value,
+    cache: &dyn ActionCacheStore,
+    from: usize,
+) -> Result<Effects, ActionFailed> {
+    run_from(actions, Trigger::PostLogin, event, cache, from, Some("onContinuePostLogin")).await
+}
+
+async fn run_from(
+    actions: &Actions,
+    trigger: Trigger,
+    event: &serde_json::Value,
+    cache: &dyn ActionCacheStore,
+    from: usize,
+    first_handler: Option<&'static str>,
+) -> Result<Effects, ActionFailed> {
     let mut effects = Effects::default();
-    for action in actions.for_trigger(trigger) {
+    for (index, action) in actions.for_trigger(trigger).iter().enumerate().skip(from) {
+        let handler = match first_handler {
+            Some(h) if index == from => {
+                // An action that redirected without a continue handler has nothing more to do.
+                if sandbox::check(&action.source, h, actions.limits).is_err() {
+                    continue;
+                }
+                h
+            }
+            _ => trigger.handler(),
+        };
         let mut event = event.clone();
         let secrets: serde_json::Map<String, serde_json::Value> =
             action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
@@ -194,7 +239,7 @@ pub async fn run(
         let fetch = fetch_policy(action);
         let started = std::time::Instant::now();
         let outcome = tokio::task::spawn_blocking(move || {
-            sandbox::run(&source, trigger.handler(), &event_json, &cache_json, limits, fetch)
+            sandbox::run(&source, handler, &event_json, &cache_json, limits, fetch)
         })
         .await
         .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
@@ -223,6 +268,14 @@ pub async fn run(
         if let Some(reason) = result.deny {
             tracing::info!(action = %action.name, "an action denied access");
             effects.deny = Some(reason);
+            break;
+        }
+        if let Some(redirect) = result.redirect {
+            if trigger != Trigger::PostLogin {
+                tracing::warn!(action = %action.name, "api.redirect is only for post-login; ignored");
+                continue;
+            }
+            effects.redirect = Some((redirect, index));
             break;
         }
     }

@@ -3,7 +3,7 @@
 // never reachable from the script.
 globalThis.__result = {
   idToken: {}, accessToken: {}, addScopes: [], removeScopes: [],
-  deny: null, appMetadata: {}, userMetadata: {}, cache: null,
+  deny: null, appMetadata: {}, userMetadata: {}, cache: null, redirect: null,
 };
 // `fetch` exists only for an action with an allow-list; the host function behind it is taken
 // out of reach of the script.
@@ -71,6 +71,21 @@ globalThis.__api = function (cacheEntries) {
         delete entries[String(key)];
         r.cache = entries;
         return { type: "success" };
+      },
+    }),
+    // api.redirect: send the person elsewhere and resume at /continue. Tokens for the trip
+    // are HS256 JWTs signed by Gatehouse with the action's secret (host functions).
+    redirect: Object.freeze({
+      sendUserTo: (url, options = {}) => {
+        r.redirect = { url: String(url), query: JSON.parse(JSON.stringify(options.query || {})) };
+      },
+      encodeToken: ({ secret, payload = {}, expiresInSeconds = 900 }) =>
+        globalThis.__encodeToken(String(secret), JSON.stringify(payload), Number(expiresInSeconds)),
+      validateToken: ({ secret, tokenParameterName = "session_token" }) => {
+        const req = (globalThis.__event && globalThis.__event.request) || {};
+        const token = (req.query && req.query[tokenParameterName]) || (req.body && req.body[tokenParameterName]);
+        if (!token) throw new Error(`no ${tokenParameterName} in the request`);
+        return JSON.parse(globalThis.__validateToken(String(secret), String(token)));
       },
     }),
     user: Object.freeze({

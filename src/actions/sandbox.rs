@@ -206,10 +206,13 @@ pub fn run(
             .map_err(|e| RunError::Engine(e.to_string()))?;
             ctx.globals().set("__fetch", f).map_err(|e| RunError::Engine(e.to_string()))?;
         }
+        install_token_functions(&ctx)?;
         ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(fail)?;
         let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
         let event = ctx.json_parse(event_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        // validateToken reads the request it was called for.
+        ctx.globals().set("__event", event.clone()).map_err(|e| RunError::Engine(e.to_string()))?;
         let cache = ctx.json_parse(cache_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         let make_api: Function = ctx.globals().get("__api").map_err(|e| RunError::Engine(e.to_string()))?;
         let api: Value = make_api.call((cache,)).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
@@ -225,6 +228,35 @@ pub fn run(
     });
     rt.run_gc();
     out
+}
+
+/// `api.redirect.encodeToken` / `validateToken`: HS256 JWTs through `jsonwebtoken` (exp
+/// checked), never hand-made signatures.
+fn install_token_functions(ctx: &Ctx<'_>) -> Result<(), RunError> {
+    let engine = |e: rquickjs::Error| RunError::Engine(e.to_string());
+    let encode = Function::new(ctx.clone(), |ctx: Ctx<'_>, secret: String, payload: String, expires_in: f64| {
+        let mut claims: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&payload).map_err(|_| Exception::throw_type(&ctx, "payload must be an object"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + expires_in.clamp(1.0, 86400.0) as u64).into());
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key)
+            .map_err(|_| Exception::throw_internal(&ctx, "cannot sign the token"))
+    })
+    .map_err(engine)?;
+    let validate = Function::new(ctx.clone(), |ctx: Ctx<'_>, secret: String, token: String| {
+        let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+        v.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v)
+            .map(|d| d.claims.to_string())
+            .map_err(|e| Exception::throw_type(&ctx, &format!("invalid token: {e}")))
+    })
+    .map_err(engine)?;
+    ctx.globals().set("__encodeToken", encode).map_err(engine)?;
+    ctx.globals().set("__validateToken", validate).map_err(engine)
 }
 
 /// Drive the job queue until the handler's promise settles.

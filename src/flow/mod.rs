@@ -222,11 +222,12 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
             ))));
         }
         (Prompt::None | Prompt::Default, Some(s)) if !v.request.prompt_login => {
-            let next = silent(core, &v.request, &s, browser).await.map_err(|e| match e {
+            let prompt_none = v.prompt == Prompt::None;
+            let outcome = silent(core, &v.request, &s, prompt_none, browser).await.map_err(|e| match e {
                 FlowError::Store(e) => store_err(e),
                 _ => redirect_err(ErrorCode::ServerError, "the login could not be completed"),
             })?;
-            return Ok(Outcome::next(next));
+            return Ok(outcome);
         }
         _ => {}
     }
@@ -262,6 +263,7 @@ async fn start_transaction(core: &Core, v: ValidRequest, browser: &Browser) -> R
         credentials_label: None,
         csrf: random_token(16),
         created_at: core.clock.now(),
+        resume: None,
     };
     let mut outcome = match chosen {
         Some(conn) => connect(core, txn, &conn).await?,
@@ -534,8 +536,21 @@ async fn complete(
     // Actions before the session: a denied login opens none.
     let mut user = user;
     let custom = match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, now, &amr, browser).await? {
-        Ok(custom) => custom,
-        Err(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+        PostLogin::Proceed(custom) => custom,
+        PostLogin::Stop(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+        PostLogin::Redirect { to, action, custom } => {
+            let resume = crate::store::Resume {
+                user_id: user.user_id.clone(),
+                connection: conn.settings.id.clone(),
+                auth_time: now,
+                amr,
+                custom,
+                action,
+                open_session: true,
+                sid: None,
+            };
+            return pause(core, &txn.request, Pause { to, resume }, browser).await;
+        }
     };
     // A new session id at every login: a cookie planted before login is worthless after.
     if let Some(old) = browser.session.as_deref() {
@@ -616,8 +631,9 @@ async fn silent(
     core: &Core,
     request: &crate::store::AuthorizationRequest,
     session: &SessionRecord,
+    prompt_none: bool,
     browser: &Browser,
-) -> Result<Next, FlowError> {
+) -> Result<Outcome, FlowError> {
     let mut user = core
         .store
         .users
@@ -626,13 +642,45 @@ async fn silent(
         .ok_or_else(|| FlowError::Internal("the session's user no longer exists".into()))?;
     let auth_time = session.auth_time;
     match post_login_actions(core, request, &mut user, &session.connection, auth_time, &session.amr, browser).await? {
-        Ok(custom) => respond_with_code(core, request, session, &custom).await,
-        Err(denied) => Ok(Next::Respond(denied)),
+        PostLogin::Proceed(custom) => Ok(Outcome::next(respond_with_code(core, request, session, &custom).await?)),
+        PostLogin::Stop(denied) => Ok(Outcome::next(Next::Respond(denied))),
+        // prompt=none forbids any page: the client must ask again interactively.
+        PostLogin::Redirect { .. } if prompt_none => {
+            let e = ErrorResponse {
+                redirect_uri: request.redirect_uri.clone(),
+                response_mode: request.response_mode,
+                state: request.state.clone(),
+                error: OAuthError::new(ErrorCode::InteractionRequired, "an action needs the person to interact"),
+            };
+            Ok(Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str()))))
+        }
+        PostLogin::Redirect { to, action, custom } => {
+            let resume = crate::store::Resume {
+                user_id: user.user_id.clone(),
+                connection: session.connection.clone(),
+                auth_time,
+                amr: session.amr.clone(),
+                custom,
+                action,
+                open_session: false,
+                sid: Some(session.sid.clone()),
+            };
+            pause(core, request, Pause { to, resume }, browser).await
+        }
     }
 }
 
-/// Run the post-login Actions for `user`. `Ok(Err(response))` is a denial, to deliver to the
-/// client as `access_denied` with the action's reason.
+/// What the post-login Actions decided.
+enum PostLogin {
+    /// Go on, with these claims in the tokens.
+    Proceed(crate::store::CustomClaims),
+    /// Stop: this response goes to the client (`access_denied`).
+    Stop(AuthorizationResponse),
+    /// Send the person to an action's page first; the chain resumes at `/continue`.
+    Redirect { to: crate::actions::Redirect, action: usize, custom: crate::store::CustomClaims },
+}
+
+/// Run the post-login Actions for `user`.
 async fn post_login_actions(
     core: &Core,
     request: &crate::store::AuthorizationRequest,
@@ -641,16 +689,28 @@ async fn post_login_actions(
     auth_time: u64,
     amr: &[String],
     browser: &Browser,
-) -> Result<Result<crate::store::CustomClaims, AuthorizationResponse>, FlowError> {
+) -> Result<PostLogin, FlowError> {
     let actions = &core.settings.actions;
     if actions.post_login.is_empty() {
-        return Ok(Ok(Default::default()));
+        return Ok(PostLogin::Proceed(Default::default()));
     }
     let event = login_event(core, request, user, connection, auth_time, amr, browser);
     let effects =
         crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event, core.store.action_cache.as_ref())
             .await
             .map_err(|e| FlowError::ActionFailed(e.action))?;
+    apply_effects(core, request, user, connection, effects, Default::default()).await
+}
+
+/// Turn a chain's effects into the next step; `prior` holds claims from before a redirect.
+async fn apply_effects(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    user: &mut crate::store::UserRecord,
+    connection: &ConnectionId,
+    effects: crate::actions::Effects,
+    prior: crate::store::CustomClaims,
+) -> Result<PostLogin, FlowError> {
     if let Some(reason) = effects.deny {
         core.metrics.login(connection.as_str(), "denied_by_action");
         let e = ErrorResponse {
@@ -659,14 +719,140 @@ async fn post_login_actions(
             state: request.state.clone(),
             error: OAuthError::new(ErrorCode::AccessDenied, reason),
         };
-        return Ok(Err(error_response(e, core.settings.issuer.as_str())));
+        return Ok(PostLogin::Stop(error_response(e, core.settings.issuer.as_str())));
     }
     if !effects.app_metadata.is_empty() || !effects.user_metadata.is_empty() {
         user.app_metadata.extend(effects.app_metadata);
         user.user_metadata.extend(effects.user_metadata);
         core.store.users.put(user).await?;
     }
-    Ok(Ok(effects.claims))
+    let mut custom = prior;
+    custom.id_token.extend(effects.claims.id_token);
+    custom.access_token.extend(effects.claims.access_token);
+    custom.add_scopes.extend(effects.claims.add_scopes);
+    custom.remove_scopes.extend(effects.claims.remove_scopes);
+    Ok(match effects.redirect {
+        Some((to, action)) => PostLogin::Redirect { to, action, custom },
+        None => PostLogin::Proceed(custom),
+    })
+}
+
+/// What a paused login needs besides the transaction.
+struct Pause {
+    to: crate::actions::Redirect,
+    resume: crate::store::Resume,
+}
+
+/// Park the login under a new, single-use `state` bound to this browser and send the person
+/// to the action's page with it.
+async fn pause(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    pause: Pause,
+    browser: &Browser,
+) -> Result<Outcome, FlowError> {
+    let (binding, set_binding) = match browser.binding.as_deref().filter(|b| b.len() >= 32 && b.len() <= 64) {
+        Some(b) => (b.to_owned(), None),
+        None => {
+            let b = random_token(32);
+            (b.clone(), Some(b))
+        }
+    };
+    let mut url = Url::parse(&pause.to.url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| FlowError::ActionFailed(format!("redirect to an invalid URL: {}", pause.to.url)))?;
+    let txn = TransactionRecord {
+        id: random_token(24),
+        browser: SecretHash::of(&binding),
+        request: request.clone(),
+        connection: Some(pause.resume.connection.clone()),
+        connector_state: None,
+        credentials_label: None,
+        csrf: random_token(16),
+        created_at: core.clock.now(),
+        resume: Some(pause.resume),
+    };
+    core.store.transactions.put(&txn, core.settings.login.transaction_ttl).await?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &pause.to.query {
+            match v {
+                serde_json::Value::String(s) => q.append_pair(k, s),
+                other => q.append_pair(k, &other.to_string()),
+            };
+        }
+        q.append_pair("state", &txn.id);
+    }
+    Ok(Outcome { next: Next::Redirect(url), set_binding, set_session: None })
+}
+
+/// `/continue`: a paused login comes back from an action's page. The `state` is consumed
+/// once, by the browser that left.
+pub async fn continue_login(
+    core: &Core,
+    params: &Params,
+    from_post: bool,
+    browser: &Browser,
+) -> Result<Outcome, FlowError> {
+    let state = params.get("state").ok_or(FlowError::UnknownTransaction)?;
+    let paused = load_bound(core, state, browser).await?;
+    if paused.resume.is_none() {
+        return Err(FlowError::UnknownTransaction);
+    }
+    let txn = core.store.transactions.take(state).await?.ok_or(FlowError::UnknownTransaction)?;
+    let Some(resume) = txn.resume.clone() else { return Err(FlowError::UnknownTransaction) };
+    let mut user = core
+        .store
+        .users
+        .get(&resume.user_id)
+        .await?
+        .ok_or_else(|| FlowError::Internal("the paused login's user no longer exists".into()))?;
+    let mut event = login_event(core, &txn.request, &user, &resume.connection, resume.auth_time, &resume.amr, browser);
+    let pairs: serde_json::Map<String, serde_json::Value> =
+        params.pairs().iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    event["request"]["query"] = if from_post { serde_json::json!({ "state": state }) } else { pairs.clone().into() };
+    event["request"]["body"] = if from_post { pairs.into() } else { serde_json::json!({}) };
+    let effects =
+        crate::actions::resume(&core.settings.actions, &event, core.store.action_cache.as_ref(), resume.action)
+            .await
+            .map_err(|e| FlowError::ActionFailed(e.action))?;
+    let custom =
+        match apply_effects(core, &txn.request, &mut user, &resume.connection, effects, resume.custom.clone()).await? {
+            PostLogin::Proceed(custom) => custom,
+            PostLogin::Stop(response) => return Ok(Outcome::next(Next::Respond(response))),
+            PostLogin::Redirect { to, action, custom } => {
+                let next = crate::store::Resume { action, custom, ..resume };
+                return pause(core, &txn.request, Pause { to, resume: next }, browser).await;
+            }
+        };
+    if resume.open_session {
+        if let Some(old) = browser.session.as_deref() {
+            session::close(&core.store, old).await?;
+        }
+        let opened = session::open(
+            &core.store,
+            &user.user_id,
+            &resume.connection,
+            resume.amr.clone(),
+            resume.auth_time,
+            core.settings.session.ttl,
+        )
+        .await?;
+        let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
+        core.metrics.login(resume.connection.as_str(), "success");
+        return Ok(Outcome { next, set_binding: None, set_session: Some(opened.cookie) });
+    }
+    let session = SessionRecord {
+        sid: resume.sid.clone().unwrap_or_default(),
+        user_id: user.user_id.clone(),
+        connection: resume.connection.clone(),
+        auth_time: resume.auth_time,
+        amr: resume.amr.clone(),
+        created_at: resume.auth_time,
+        expires_at: core.clock.now() + core.settings.session.ttl,
+    };
+    Ok(Outcome::next(respond_with_code(core, &txn.request, &session, &custom).await?))
 }
 
 fn iso8601(unix: u64) -> String {

@@ -175,3 +175,16 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
         Err(e) => flow_page(&page, &e),
     }
 }
+
+/// `/continue`: back from an Action's `api.redirect.sendUserTo` (GET or POST).
+pub async fn continue_login(core: web::Data<Core>, req: HttpRequest, page: Page, body: web::Bytes) -> HttpResponse {
+    let params = match read_params(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_page(&page, &e),
+    };
+    let from_post = req.method() == actix_web::http::Method::POST;
+    match flow::continue_login(&core, &params, from_post, &page.browser).await {
+        Ok(o) => outcome(&core, &page, o),
+        Err(e) => flow_page(&page, &e),
+    }
+}

@@ -44,6 +44,7 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/login/{txn}/connect").post(login::connect))
             .service(web::resource("/login/{txn}/credentials").post(login::credentials))
             .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
+            .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
             .service(web::resource("/token").post(api::token))
             .service(web::resource("/userinfo").get(api::userinfo).post(api::userinfo))
             .service(web::resource("/revoke").post(api::revoke))

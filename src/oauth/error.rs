@@ -15,6 +15,7 @@ pub enum ErrorCode {
     ServerError,
     TemporarilyUnavailable,
     LoginRequired,
+    InteractionRequired,
     InvalidToken,
     InvalidTarget,
 }
@@ -33,6 +34,7 @@ impl ErrorCode {
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::LoginRequired => "login_required",
+            Self::InteractionRequired => "interaction_required",
             Self::InvalidToken => "invalid_token",
             Self::InvalidTarget => "invalid_target",
         }

@@ -107,6 +107,7 @@ async fn transactions_take_once_and_expire(store: &Store, h: &dyn Harness) {
         credentials_label: None,
         csrf: "c".into(),
         created_at: h.now(),
+        resume: None,
     };
     store.transactions.put(&txn, 5).await.unwrap();
     assert_eq!(store.transactions.get(&txn.id).await.unwrap().as_ref(), Some(&txn), "get after put");

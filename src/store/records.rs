@@ -48,6 +48,26 @@ pub struct TransactionRecord {
     /// Anti-CSRF token of the hosted forms of this transaction.
     pub csrf: String,
     pub created_at: u64,
+    /// Set while the login waits at an Action's redirect for `/continue`.
+    #[serde(default)]
+    pub resume: Option<Resume>,
+}
+
+/// A login paused by `api.redirect.sendUserTo`: everything needed to finish it on `/continue`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub user_id: UserId,
+    pub connection: ConnectionId,
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    /// The claims the actions before the redirect asked for.
+    pub custom: CustomClaims,
+    /// The action that redirected: it continues with `onContinuePostLogin`.
+    pub action: usize,
+    /// An interactive login opens a session once finished; a silent one has one already.
+    pub open_session: bool,
+    /// The session a silent login used.
+    pub sid: Option<String>,
 }
 
 /// An issued authorization code, stored under the code's hash.
