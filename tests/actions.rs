@@ -512,3 +512,50 @@ async fn redirect_and_continue_complete_the_login_once() {
     assert_eq!(r.status(), 500);
     assert!(r.headers().get("location").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_an_action_throws_never_reaches_the_log() {
+    let dir = TempDir::new();
+    let leak = script(
+        &dir,
+        "leak.js",
+        "exports.onExecutePostLogin = async (event) => { throw new Error('the key is ' + event.secrets.API_KEY); };",
+    );
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let config = dir.0.join("gatehouse.toml");
+    std::fs::write(&config, with_actions(&[("leak", &leak)], &[]).replace("{issuer}", &issuer)).unwrap();
+    let log = dir.0.join("stderr.log");
+    let listen = format!("127.0.0.1:{port}");
+    let mut node = spawn_node(
+        &dir.0,
+        port,
+        &["serve", "--config", config.to_str().unwrap(), "--listen", &listen],
+        &[("GATEHOUSE_LOG", "trace")],
+        std::process::Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let b = browser();
+    let (_, challenge) = pkce();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "web"),
+        ("redirect_uri", WEB_REDIRECT),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    let hosted = location(&b.get(url.as_str()).send().await.unwrap());
+    let page = b.get(format!("{issuer}{hosted}")).send().await.unwrap().text().await.unwrap();
+    let r = b
+        .post(format!("{issuer}{hosted}/credentials"))
+        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    node.stop();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("action failed") && logs.contains("[redacted]"), "the failure is logged:\n{logs}");
+    assert!(!logs.contains("action-secret-value-42"), "the secret is in the log");
+}
