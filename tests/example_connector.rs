@@ -77,6 +77,7 @@ async fn the_guides_example_connector_works_through_the_trait() {
         transaction_id: "t1".into(),
         login_hint: None,
         force_login: false,
+        max_age: None,
     };
     let (next, state) = connector.start(&start).await.unwrap();
     assert!(matches!(next, Start::Credentials(_)));

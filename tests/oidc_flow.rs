@@ -232,6 +232,13 @@ async fn silent_reauthentication_and_prompt_handling() {
         let r = b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, extra)).send().await.unwrap();
         assert!(location(&r).starts_with("/login/"));
     }
+    // prompt=none can never show the form, even when max_age=0 asks for a fresh login.
+    let r = b
+        .get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none"), ("max_age", "0")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(param(&location(&r), "error").as_deref(), Some("login_required"));
     // Without a session, prompt=none returns login_required to the client.
     let fresh = browser();
     let r =

@@ -215,9 +215,16 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
             && hint.as_ref().is_none_or(|h| h.sub == s.user_id.as_str())
     });
     match (v.prompt, usable) {
+        // prompt=none never shows a page: without a session fresh enough, login_required.
         (Prompt::None, None) => {
             return Ok(Outcome::next(Next::Respond(error_response(
                 v.error(ErrorCode::LoginRequired, "no live session for this request"),
+                issuer,
+            ))));
+        }
+        (Prompt::None, Some(_)) if v.request.prompt_login => {
+            return Ok(Outcome::next(Next::Respond(error_response(
+                v.error(ErrorCode::LoginRequired, "max_age=0 with prompt=none cannot be met"),
                 issuer,
             ))));
         }
@@ -284,6 +291,7 @@ async fn connect(core: &Core, mut txn: TransactionRecord, conn_id: &ConnectionId
         transaction_id: txn.id.clone(),
         login_hint: txn.request.login_hint.clone(),
         force_login: txn.request.prompt_login,
+        max_age: txn.request.max_age,
     };
     let (start, state) = conn.connector.start(&ctx).await.map_err(connector_error)?;
     txn.connection = Some(conn_id.clone());
@@ -533,31 +541,45 @@ async fn complete(
     let source = profile::Source { connection, strategy: &strategy, policy };
     let user = profile::record_login(users, source, &identity, resolved, metadata, now).await?;
     let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
+    // When the upstream says when the person authenticated, that is the auth_time (an
+    // upstream session may be older than this login); never in the future.
+    let auth_time = identity
+        .authenticated_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(now, |d| d.as_secs().min(now));
+    if let Some(max) = txn.request.max_age
+        && now.saturating_sub(auth_time) > max
+    {
+        return Err(FlowError::InvalidUpstreamResponse(format!(
+            "the upstream authentication is older than max_age ({max} s)"
+        )));
+    }
     // Actions before the session: a denied login opens none.
     let mut user = user;
-    let custom = match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, now, &amr, browser).await? {
-        PostLogin::Proceed(custom) => custom,
-        PostLogin::Stop(denied) => return Ok(Outcome::next(Next::Respond(denied))),
-        PostLogin::Redirect { to, action, custom } => {
-            let resume = crate::store::Resume {
-                user_id: user.user_id.clone(),
-                connection: conn.settings.id.clone(),
-                auth_time: now,
-                amr,
-                custom,
-                action,
-                open_session: true,
-                sid: None,
-            };
-            return pause(core, &txn.request, Pause { to, resume }, browser).await;
-        }
-    };
+    let custom =
+        match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, auth_time, &amr, browser).await? {
+            PostLogin::Proceed(custom) => custom,
+            PostLogin::Stop(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+            PostLogin::Redirect { to, action, custom } => {
+                let resume = crate::store::Resume {
+                    user_id: user.user_id.clone(),
+                    connection: conn.settings.id.clone(),
+                    auth_time,
+                    amr,
+                    custom,
+                    action,
+                    open_session: true,
+                    sid: None,
+                };
+                return pause(core, &txn.request, Pause { to, resume }, browser).await;
+            }
+        };
     // A new session id at every login: a cookie planted before login is worthless after.
     if let Some(old) = browser.session.as_deref() {
         session::close(&core.store, old).await?;
     }
     let opened =
-        session::open(&core.store, &user.user_id, &conn.settings.id, amr, now, core.settings.session.ttl).await?;
+        session::open(&core.store, &user.user_id, &conn.settings.id, amr, auth_time, core.settings.session.ttl).await?;
     let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
     core.metrics.login(conn.settings.id.as_str(), "success");
     tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");

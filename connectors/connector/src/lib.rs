@@ -69,8 +69,10 @@ pub struct StartContext {
     pub transaction_id: String,
     /// The downstream client's `login_hint`, if any.
     pub login_hint: Option<String>,
-    /// The downstream client asked for a fresh login (`prompt=login` or `max_age` elapsed).
+    /// The downstream client asked for a fresh login (`prompt=login` or `max_age=0`).
     pub force_login: bool,
+    /// The downstream client's `max_age`, to pass to upstreams that understand it.
+    pub max_age: Option<u64>,
 }
 
 /// What the browser does next.

@@ -298,6 +298,9 @@ impl Connector for OidcConnector {
         if ctx.force_login {
             request = request.add_extra_param("prompt", "login");
         }
+        if let Some(max_age) = ctx.max_age {
+            request = request.add_extra_param("max_age", max_age.to_string());
+        }
         let (url, _, nonce) = request.url();
         let state = State { verifier: verifier.secret().clone(), nonce: nonce.secret().clone() };
         let bytes = serde_json::to_vec(&state).map_err(|e| ConnectorError::Misconfigured(e.to_string()))?;
