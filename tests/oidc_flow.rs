@@ -472,3 +472,41 @@ async fn form_post_response_mode_and_unknown_paths() {
     let demo = crate::harness::get(app.url("/demo")).await.unwrap().text().await.unwrap();
     assert!(!demo.contains("demo@gatehouse.test"), "no demo credentials outside the embedded default");
 }
+
+#[tokio::test]
+async fn an_id_token_hint_for_someone_else_ends_in_login_required() {
+    let app = TestApp::start().await;
+    // Ada's ID token for the spa.
+    let (verifier, challenge) = pkce();
+    let done = login(
+        &app,
+        &browser(),
+        &authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "users")]),
+        "ada@example.com",
+        PASSWORD,
+    )
+    .await;
+    let t: serde_json::Value = http()
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &param(&done, "code").unwrap()),
+            ("redirect_uri", SPA_REDIRECT),
+            ("client_id", "spa"),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hint = t["id_token"].as_str().unwrap();
+    // In a fresh browser, with Ada's hint, root signs in instead.
+    let (_, challenge) = pkce();
+    let url =
+        authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins"), ("id_token_hint", hint)]);
+    let done = login(&app, &browser(), &url, "root@example.com", OTHER_PASSWORD).await;
+    assert_eq!(param(&done, "error").as_deref(), Some("login_required"), "{done}");
+    assert!(param(&done, "code").is_none());
+}

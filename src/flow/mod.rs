@@ -239,6 +239,8 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
         _ => {}
     }
     let unavailable = v.error(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable");
+    let mut v = v;
+    v.request.hint_sub = hint.map(|h| h.sub);
     start_transaction(core, v, browser).await.map_err(|e| match e {
         FlowError::Store(e) => {
             tracing::error!(error = %e, "store error at authorize");
@@ -536,6 +538,23 @@ async fn complete(
         match pre_user_registration(core, &txn.request, user_id, &identity, connection, browser).await? {
             Ok(m) => metadata = m,
             Err(denied) => return Ok(Outcome::next(Next::Respond(denied))),
+        }
+    }
+    // id_token_hint names who must sign in (OIDC Core 3.1.2.1): someone else gets
+    // login_required, and nothing is recorded.
+    if let Some(expected) = &txn.request.hint_sub {
+        let who = match &resolved {
+            profile::Resolved::Existing(u) | profile::Resolved::Linked(u) => u.user_id.as_str(),
+            profile::Resolved::New(id) => id.as_str(),
+        };
+        if who != expected {
+            let e = ErrorResponse {
+                redirect_uri: txn.request.redirect_uri.clone(),
+                response_mode: txn.request.response_mode,
+                state: txn.request.state.clone(),
+                error: OAuthError::new(ErrorCode::LoginRequired, "signed in as another user than id_token_hint names"),
+            };
+            return Ok(Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str()))));
         }
     }
     let source = profile::Source { connection, strategy: &strategy, policy };

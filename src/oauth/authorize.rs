@@ -160,6 +160,7 @@ pub fn validate(settings: &Settings, p: &Params) -> Result<ValidRequest, Authori
             login_hint: p.get("login_hint").map(|h| h.chars().take(256).collect()),
             connection,
             ui_locales: p.get("ui_locales").map(str::to_owned),
+            hint_sub: None,
         },
         prompt,
         id_token_hint: p.get("id_token_hint").map(str::to_owned),

@@ -59,6 +59,7 @@ fn request() -> AuthorizationRequest {
         login_hint: None,
         connection: None,
         ui_locales: None,
+        hint_sub: None,
     }
 }
 

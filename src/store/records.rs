@@ -30,6 +30,9 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     pub connection: Option<ConnectionId>,
     pub ui_locales: Option<String>,
+    /// The `sub` of a verified `id_token_hint`: whoever signs in must be that user.
+    #[serde(default)]
+    pub hint_sub: Option<String>,
 }
 
 /// One login attempt, bound to the browser that started it.
