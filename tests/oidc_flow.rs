@@ -510,3 +510,36 @@ async fn an_id_token_hint_for_someone_else_ends_in_login_required() {
     assert_eq!(param(&done, "error").as_deref(), Some("login_required"), "{done}");
     assert!(param(&done, "code").is_none());
 }
+
+#[tokio::test]
+async fn browser_apps_of_registered_origins_get_cors() {
+    let app = TestApp::start().await;
+    let c = http();
+    let pre = c
+        .request(reqwest::Method::OPTIONS, app.url("/userinfo"))
+        .header("origin", "http://spa.test")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "http://spa.test");
+    assert!(pre.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let token = c
+        .post(app.url("/token"))
+        .header("origin", "http://spa.test")
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x.y"), ("client_id", "spa")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.headers()["access-control-allow-origin"], "http://spa.test", "errors are readable too");
+    let evil = c
+        .post(app.url("/token"))
+        .header("origin", "http://evil.test")
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x.y"), ("client_id", "spa")])
+        .send()
+        .await
+        .unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none(), "an unknown origin gets no CORS");
+}

@@ -11,6 +11,37 @@ use crate::oauth::token::exchange;
 use crate::oauth::{ErrorCode, OAuthError, Params};
 use crate::settings::ClientSettings;
 
+/// The origin a browser app calls from, when it is the origin of a registered redirect URI
+/// of some client: such apps may read `/token`, `/userinfo` and `/revoke` responses (CORS).
+fn allowed_origin(core: &Core, req: &HttpRequest) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let allowed = core.settings.clients.iter().flat_map(|c| c.redirect_uris.iter()).any(|u| {
+        let u = u.url();
+        matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == origin
+    });
+    allowed.then(|| origin.to_owned())
+}
+
+fn with_cors(core: &Core, req: &HttpRequest, mut resp: HttpResponse) -> HttpResponse {
+    if let Some(origin) = allowed_origin(core, req)
+        && let Ok(v) = header::HeaderValue::from_str(&origin)
+    {
+        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        resp.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    }
+    resp
+}
+
+/// CORS preflight for the endpoints browser apps call.
+pub async fn preflight(core: web::Data<Core>, req: HttpRequest) -> HttpResponse {
+    let resp = HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish();
+    with_cors(&core, &req, resp)
+}
+
 fn no_store(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
     b
@@ -85,14 +116,15 @@ pub async fn token(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) ->
         exchange(&core, client, &params).await
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(t) => no_store(HttpResponse::Ok()).json(t),
         Err(e) => {
             tracing::info!(error = e.code.as_str(), description = %e.description, "token request refused");
             core.metrics.error(e.code.as_str());
             oauth_json(&e)
         }
-    }
+    };
+    with_cors(&core, &req, resp)
 }
 
 pub async fn userinfo(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -115,10 +147,11 @@ pub async fn userinfo(core: web::Data<Core>, req: HttpRequest, body: web::Bytes)
                 .finish();
         }
     };
-    match resource::userinfo(&core, &token).await {
+    let resp = match resource::userinfo(&core, &token).await {
         Ok(claims) => no_store(HttpResponse::Ok()).json(claims),
         Err(e) => bearer_error(&e),
-    }
+    };
+    with_cors(&core, &req, resp)
 }
 
 pub async fn revoke(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -127,10 +160,11 @@ pub async fn revoke(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -
         resource::revoke(&core, client, &params).await
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(()) => no_store(HttpResponse::Ok()).finish(),
         Err(e) => oauth_json(&e),
-    }
+    };
+    with_cors(&core, &req, resp)
 }
 
 pub async fn introspect(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> HttpResponse {

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, HttpMessage, HttpRequest, HttpServer, web};
@@ -45,9 +46,14 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/login/{txn}/credentials").post(login::credentials))
             .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
             .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
-            .service(web::resource("/token").post(api::token))
-            .service(web::resource("/userinfo").get(api::userinfo).post(api::userinfo))
-            .service(web::resource("/revoke").post(api::revoke))
+            .service(web::resource("/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)))
+            .service(
+                web::resource("/userinfo")
+                    .get(api::userinfo)
+                    .post(api::userinfo)
+                    .route(web::method(Method::OPTIONS).to(api::preflight)),
+            )
+            .service(web::resource("/revoke").post(api::revoke).route(web::method(Method::OPTIONS).to(api::preflight)))
             .service(web::resource("/introspect").post(api::introspect))
             .service(web::resource("/logout").get(login::logout).post(login::logout))
             .service(web::resource("/healthz").get(ops::healthz))
