@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use gatehouse_connector::{
     CallbackInput, Connector, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext, OpenContext, Start,
     StartContext, UpstreamIdentity, async_trait,
@@ -119,10 +119,41 @@ impl StaticConnector {
             .acquire()
             .await
             .map_err(|_| ConnectorError::Upstream("password hashing is shutting down".into()))?;
-        tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        tokio::task::spawn_blocking(move || verify_with_reused_memory(password.as_bytes(), &hash))
             .await
             .map_err(|e| ConnectorError::Upstream(format!("password check failed: {e}")))
     }
+}
+
+thread_local! {
+    /// argon2's working memory (19 MiB with OWASP parameters), kept per hashing thread. Freeing
+    /// and allocating it for every check hands it back and forth to the kernel, and the page
+    /// faults then cost a third of a password login.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Check `password` against an argon2id PHC hash, with this thread's reusable memory. The
+/// comparison of the outputs is the library's constant-time one.
+fn verify_with_reused_memory(password: &[u8], hash: &PasswordHash<'_>) -> bool {
+    let check = || -> Option<bool> {
+        let params = argon2::Params::try_from(hash).ok()?;
+        let version = hash.version.map(argon2::Version::try_from).transpose().ok()?.unwrap_or_default();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, version, params.clone());
+        let expected = hash.hash?;
+        let mut salt = [0u8; 64];
+        let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+        let mut out = vec![0u8; expected.len()];
+        BLOCKS.with(|cell| {
+            let mut blocks = cell.borrow_mut();
+            if blocks.len() != params.block_count() {
+                *blocks = vec![argon2::Block::default(); params.block_count()];
+            }
+            argon.hash_password_into_with_memory(password, salt, &mut out, blocks.as_mut_slice()).ok()
+        })?;
+        let computed = argon2::password_hash::Output::new(&out).ok()?;
+        Some(computed == expected)
+    };
+    check().unwrap_or(false)
 }
 
 #[async_trait]
@@ -240,6 +271,27 @@ mod tests {
         let c = connector();
         let r = c.finish(&finish_ctx(), ConnectorState::default(), CallbackInput::Query(vec![])).await;
         assert!(matches!(r, Err(ConnectorError::InvalidResponse(_))));
+    }
+
+    #[test]
+    fn reused_memory_verification_agrees_with_the_library() {
+        use argon2::password_hash::PasswordVerifier;
+        let phc = hash_password("s3cret").unwrap();
+        let hash = PasswordHash::new(&phc).unwrap();
+        assert!(Argon2::default().verify_password(b"s3cret", &hash).is_ok());
+        for _ in 0..2 {
+            assert!(verify_with_reused_memory(b"s3cret", &hash), "the right password, with memory reused");
+            assert!(!verify_with_reused_memory(b"s3cres", &hash));
+        }
+        // Other parameters than the default: the memory is resized.
+        let small = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let phc = small.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(verify_with_reused_memory(b"pw", &PasswordHash::new(&phc).unwrap()));
     }
 
     #[test]
