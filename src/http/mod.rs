@@ -38,13 +38,11 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
         let demo = core.settings.demo;
         cfg.app_data(web::Data::from(core))
             .app_data(web::PayloadConfig::new(crate::oauth::params::MAX_BODY))
+            // Static paths first: actix tries routes in order, and each pattern with a
+            // parameter costs a regex match on the hot paths (`/token`).
             .service(web::resource("/.well-known/openid-configuration").get(api::discovery))
             .service(web::resource("/.well-known/jwks.json").get(api::jwks))
             .service(web::resource("/authorize").get(login::authorize).post(login::authorize))
-            .service(web::resource("/login/{txn}").get(login::hosted))
-            .service(web::resource("/login/{txn}/connect").post(login::connect))
-            .service(web::resource("/login/{txn}/credentials").post(login::credentials))
-            .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
             .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
             .service(web::resource("/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)))
             .service(
@@ -59,6 +57,10 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/healthz").get(ops::healthz))
             .service(web::resource("/readyz").get(ops::readyz))
             .service(web::resource("/metrics").get(ops::metrics))
+            .service(web::resource("/login/{txn}").get(login::hosted))
+            .service(web::resource("/login/{txn}/connect").post(login::connect))
+            .service(web::resource("/login/{txn}/credentials").post(login::credentials))
+            .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
             .default_service(web::to(ops::not_found));
         if demo {
             cfg.service(web::resource("/demo").get(ops::demo)).service(web::resource("/demo/app.js").get(ops::demo_js));
