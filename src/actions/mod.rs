@@ -5,6 +5,7 @@
 //! blocking pool (an action may use its whole CPU budget without holding up the async
 //! workers). What the actions ask for comes back as [`Effects`]; the caller applies them.
 
+mod pool;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -238,11 +239,9 @@ async fn run_from(
         let limits = actions.limits;
         let fetch = fetch_policy(action);
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
-            sandbox::run(&source, handler, &event_json, &cache_json, limits, fetch)
-        })
-        .await
-        .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
+        let outcome = pool::run(move || sandbox::run(&source, handler, &event_json, &cache_json, limits, fetch))
+            .await
+            .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
         let text = match outcome {
             Ok(text) => text,
             Err(error) => {

@@ -226,7 +226,9 @@ pub fn run(
         let result: rquickjs::String = ctx.eval("JSON.stringify(__result)").catch(&ctx).map_err(fail)?;
         result.to_string().map_err(|e| RunError::Engine(e.to_string()))
     });
-    rt.run_gc();
+    // No explicit collection: the runtime is dropped here, and everything with it.
+    drop(ctx);
+    drop(rt);
     out
 }
 
