@@ -18,6 +18,11 @@
 #   SKIP_SIGNING=1       skip benches/signing.rs
 #   PORT=18080           first port tried
 #   OUT=target/bench-http
+#   MAX_OTHER=5 ATTEMPTS=3  repeat a load run when other processes took more than MAX_OTHER %
+#                        of a core during it (keeping the cleanest attempt)
+#   QUIET_TIMEOUT=600    seconds to wait for an idle machine before each phase
+#   SKIP_BUILD=1         use the binaries the last build left in $CARGO_TARGET_DIR (or target/)
+#   COMMIT=abc1234       commit to name in the summary when the tree is an export, not a checkout
 #
 # Only 127.0.0.1 traffic. Every loop is bounded; every node started here is stopped on exit.
 set -euo pipefail
@@ -40,8 +45,8 @@ SKIP_SIGNING=${SKIP_SIGNING:-0}
 PORT=${PORT:-18080}
 OUT=${OUT:-${CARGO_TARGET_DIR:-target}/bench-http}
 
-for tool in wrk openssl taskset curl jq cargo; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk / openssl / util-linux / curl / jq)" >&2; exit 1; }
+for tool in wrk openssl taskset curl jq cargo /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk openssl util-linux curl jq time)" >&2; exit 1; }
 done
 
 log() { printf '[http.sh] %s\n' "$*" >&2; }
@@ -147,14 +152,14 @@ measure_once() { # out err cmd...
     local w1=${EPOCHREALTIME/./} d0 d1 s1
     d0=$(core_ticks "$SERVER_CORE") d1=$(core_ticks "$LOAD_CORE") s1=$(pid_ticks "$SERVER_PID")
     read -r gu gs <"$WORK/time.txt" || { gu=0 gs=0; }
-    read -r MEAS_SERVER MEAS_OTHER0 MEAS_OTHER1 < <(awk -v w="$((w1 - w0))" -v hz="$HZ" \
+    read -r MEAS_SERVER MEAS_OTHER0 MEAS_OTHER1 MEAS_GEN < <(awk -v w="$((w1 - w0))" -v hz="$HZ" \
         -v c0="$c0" -v d0="$d0" -v c1="$c1" -v d1="$d1" -v s0="$s0" -v s1="$s1" -v gu="$gu" -v gs="$gs" 'BEGIN {
             t = w / 1e6; srv = (s1 - s0) / hz; gen = gu + gs
             o0 = ((d0 - c0) / hz - srv) / t * 100; o1 = ((d1 - c1) / hz - gen) / t * 100
             if (o0 < 0) o0 = 0; if (o1 < 0) o1 = 0
-            printf "%.0f %.1f %.1f\n", srv / t * 100, o0, o1 }')
+            printf "%.0f %.1f %.1f %.0f\n", srv / t * 100, o0, o1, gen / t * 100 }')
     MEAS_OTHER=$(awk -v a="$MEAS_OTHER0" -v b="$MEAS_OTHER1" 'BEGIN {print (a > b) ? a : b}')
-    MEAS_NOTE="node ${MEAS_SERVER}% of core $SERVER_CORE; other work ${MEAS_OTHER0}% on core $SERVER_CORE, ${MEAS_OTHER1}% on core $LOAD_CORE"
+    MEAS_NOTE="node ${MEAS_SERVER}% of core $SERVER_CORE, load generator ${MEAS_GEN}% of core $LOAD_CORE; other work ${MEAS_OTHER0}% on core $SERVER_CORE, ${MEAS_OTHER1}% on core $LOAD_CORE"
     return $rc
 }
 measure_solo_once() { # out err cmd... (a one-thread benchmark pinned to the server core)
