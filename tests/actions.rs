@@ -236,19 +236,8 @@ async fn hostile_actions_end_only_their_own_run() {
         let b = browser();
         let (_, challenge) = pkce();
         let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
-        let hosted = location(&b.get(&url).send().await.unwrap());
-        let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
         let started = std::time::Instant::now();
-        let r = b
-            .post(app.url(&format!("{hosted}/credentials")))
-            .form(&[
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("username", "root@example.com"),
-                ("password", OTHER_PASSWORD),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
         assert!(started.elapsed() < Duration::from_secs(3), "{name}: bounded by the sandbox limits");
         assert_eq!(r.status(), 500, "{name}: the login is refused");
         assert!(r.headers().get("location").is_none(), "{name}: no code");
@@ -371,18 +360,7 @@ async fn fetch_reaches_only_allowed_hosts() {
     let b = browser();
     let (_, challenge) = pkce();
     let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
-    let hosted = location(&b.get(&url).send().await.unwrap());
-    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
-    let r = b
-        .post(app.url(&format!("{hosted}/credentials")))
-        .form(&[
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("username", "root@example.com"),
-            ("password", OTHER_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
     assert_eq!(r.status(), 500);
     assert!(forbidden.accept().is_err(), "the forbidden host saw no connection");
 }
@@ -417,18 +395,7 @@ async fn pre_user_registration_shapes_or_refuses_new_users() {
     let b = browser();
     let (_, challenge) = pkce();
     let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
-    let hosted = location(&b.get(&url).send().await.unwrap());
-    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
-    let r = b
-        .post(app.url(&format!("{hosted}/credentials")))
-        .form(&[
-            ("csrf", hidden(&page, "csrf").as_str()),
-            ("username", "root@example.com"),
-            ("password", OTHER_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
     let to = location(&r);
     assert_eq!(param(&to, "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&to, "error_description").as_deref(), Some("Administrators cannot sign up here."));
@@ -457,14 +424,7 @@ async fn redirect_and_continue_complete_the_login_once() {
     let b = browser();
     let (verifier, challenge) = pkce();
     let url = authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]);
-    let hosted = location(&b.get(&url).send().await.unwrap());
-    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
-    let r = b
-        .post(app.url(&format!("{hosted}/credentials")))
-        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = submit_credentials(&app, &b, &url, "ada@example.com", PASSWORD).await;
     let away = location(&r);
     assert!(away.starts_with("http://external.test/confirm?"), "{away}");
     assert!(
@@ -495,14 +455,14 @@ async fn redirect_and_continue_complete_the_login_once() {
     // A forged token fails validateToken: the login is refused.
     let b = browser();
     let (_, challenge) = pkce();
-    let hosted = location(&b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[])).send().await.unwrap());
-    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
-    let r = b
-        .post(app.url(&format!("{hosted}/credentials")))
-        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = submit_credentials(
+        &app,
+        &b,
+        &authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]),
+        "ada@example.com",
+        PASSWORD,
+    )
+    .await;
     let state = param(&location(&r), "state").unwrap();
     let forged = format!(
         "{}?state={state}&session_token=eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiYWRtaW4ifQ.AAAA",

@@ -280,6 +280,23 @@ pub async fn login(app: &TestApp, b: &reqwest::Client, authorize: &str, username
     location(&r)
 }
 
+/// Start a login at `authorize` and post the hosted credentials form; the response as it is.
+pub async fn submit_credentials(
+    app: &TestApp,
+    b: &reqwest::Client,
+    authorize: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let hosted = location(&b.get(authorize).send().await.unwrap());
+    let page = b.get(app.url(&hosted)).send().await.unwrap().text().await.unwrap();
+    b.post(app.url(&format!("{hosted}/credentials")))
+        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Exchange a code at `/token` as the confidential `web` client.
 pub async fn redeem(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
     http()

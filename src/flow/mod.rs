@@ -180,6 +180,22 @@ impl From<AuthorizeError> for AuthorizeFailure {
     }
 }
 
+/// An error response to the client that sent `request`, with its `state` and our `iss`.
+fn reply_error(
+    core: &Core,
+    request: &crate::store::AuthorizationRequest,
+    code: ErrorCode,
+    description: impl Into<std::borrow::Cow<'static, str>>,
+) -> AuthorizationResponse {
+    let e = ErrorResponse {
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode,
+        state: request.state.clone(),
+        error: OAuthError::new(code, description),
+    };
+    error_response(e, core.settings.issuer.as_str())
+}
+
 /// `/authorize`: validate, answer silently from a live session, or start a transaction.
 pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Result<Outcome, AuthorizeFailure> {
     let v = validate(&core.settings, params)?;
@@ -474,13 +490,10 @@ fn finish_context(core: &Core, conn: &Connection, txn: &TransactionRecord, brows
 /// back to the application carrying `access_denied`.
 fn deny(core: &Core, txn: &TransactionRecord, reason: String) -> FlowError {
     core.metrics.login(txn.connection.as_ref().map_or("", |c| c.as_str()), "denied");
-    let e = ErrorResponse {
-        redirect_uri: txn.request.redirect_uri.clone(),
-        response_mode: txn.request.response_mode,
-        state: txn.request.state.clone(),
-        error: OAuthError::new(ErrorCode::AccessDenied, "the sign-in was refused"),
-    };
-    FlowError::Denied { reason, back: Box::new(error_response(e, core.settings.issuer.as_str())) }
+    FlowError::Denied {
+        reason,
+        back: Box::new(reply_error(core, &txn.request, ErrorCode::AccessDenied, "the sign-in was refused")),
+    }
 }
 
 /// The upstream sent the browser back to `/callback/{connection}`. The transaction id comes
@@ -548,13 +561,12 @@ async fn complete(
             profile::Resolved::New(id) => id.as_str(),
         };
         if who != expected {
-            let e = ErrorResponse {
-                redirect_uri: txn.request.redirect_uri.clone(),
-                response_mode: txn.request.response_mode,
-                state: txn.request.state.clone(),
-                error: OAuthError::new(ErrorCode::LoginRequired, "signed in as another user than id_token_hint names"),
-            };
-            return Ok(Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str()))));
+            return Ok(Outcome::next(Next::Respond(reply_error(
+                core,
+                &txn.request,
+                ErrorCode::LoginRequired,
+                "signed in as another user than id_token_hint names",
+            ))));
         }
     }
     let source = profile::Source { connection, strategy: &strategy, policy };
@@ -656,13 +668,7 @@ async fn pre_user_registration(
     .map_err(|e| FlowError::ActionFailed(e.action))?;
     if let Some(reason) = effects.deny {
         core.metrics.login(connection.as_str(), "registration_denied");
-        let e = ErrorResponse {
-            redirect_uri: request.redirect_uri.clone(),
-            response_mode: request.response_mode,
-            state: request.state.clone(),
-            error: OAuthError::new(ErrorCode::AccessDenied, reason),
-        };
-        return Ok(Err(error_response(e, core.settings.issuer.as_str())));
+        return Ok(Err(reply_error(core, request, ErrorCode::AccessDenied, reason)));
     }
     Ok(Ok(profile::NewUserMetadata { app_metadata: effects.app_metadata, user_metadata: effects.user_metadata }))
 }
@@ -686,15 +692,12 @@ async fn silent(
         PostLogin::Proceed(custom) => Ok(Outcome::next(respond_with_code(core, request, session, &custom).await?)),
         PostLogin::Stop(denied) => Ok(Outcome::next(Next::Respond(denied))),
         // prompt=none forbids any page: the client must ask again interactively.
-        PostLogin::Redirect { .. } if prompt_none => {
-            let e = ErrorResponse {
-                redirect_uri: request.redirect_uri.clone(),
-                response_mode: request.response_mode,
-                state: request.state.clone(),
-                error: OAuthError::new(ErrorCode::InteractionRequired, "an action needs the person to interact"),
-            };
-            Ok(Outcome::next(Next::Respond(error_response(e, core.settings.issuer.as_str()))))
-        }
+        PostLogin::Redirect { .. } if prompt_none => Ok(Outcome::next(Next::Respond(reply_error(
+            core,
+            request,
+            ErrorCode::InteractionRequired,
+            "an action needs the person to interact",
+        )))),
         PostLogin::Redirect { to, action, custom } => {
             let resume = crate::store::Resume {
                 user_id: user.user_id.clone(),
@@ -754,13 +757,7 @@ async fn apply_effects(
 ) -> Result<PostLogin, FlowError> {
     if let Some(reason) = effects.deny {
         core.metrics.login(connection.as_str(), "denied_by_action");
-        let e = ErrorResponse {
-            redirect_uri: request.redirect_uri.clone(),
-            response_mode: request.response_mode,
-            state: request.state.clone(),
-            error: OAuthError::new(ErrorCode::AccessDenied, reason),
-        };
-        return Ok(PostLogin::Stop(error_response(e, core.settings.issuer.as_str())));
+        return Ok(PostLogin::Stop(reply_error(core, request, ErrorCode::AccessDenied, reason)));
     }
     if !effects.app_metadata.is_empty() || !effects.user_metadata.is_empty() {
         user.app_metadata.extend(effects.app_metadata);
