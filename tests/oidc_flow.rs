@@ -543,3 +543,37 @@ async fn browser_apps_of_registered_origins_get_cors() {
         .unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none(), "an unknown origin gets no CORS");
 }
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_first() {
+    let app = TestApp::start().await;
+    let b = browser();
+    let (_, challenge) = pkce();
+    login(&app, &b, &authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]), "ada@example.com", PASSWORD).await;
+    let url =
+        format!("{}?client_id=web&post_logout_redirect_uri=http%3A%2F%2Fapp.test%2Fbye&state=s9", app.url("/logout"));
+    let r = b.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign out?") && page.contains("name=\"confirm\""), "{page}");
+    // Only asked: the session is alive.
+    let silent =
+        b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")])).send().await.unwrap();
+    assert!(param(&location(&silent), "code").is_some(), "a bare link does not sign anyone out");
+    // Confirmed (the form posts back): signed out, sent to the registered URI.
+    let r = b
+        .post(app.url("/logout"))
+        .form(&[
+            ("client_id", "web"),
+            ("post_logout_redirect_uri", "http://app.test/bye"),
+            ("state", "s9"),
+            ("confirm", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r), "http://app.test/bye?state=s9");
+    let silent =
+        b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")])).send().await.unwrap();
+    assert_eq!(param(&location(&silent), "error").as_deref(), Some("login_required"));
+}

@@ -1000,10 +1000,14 @@ async fn respond_with_code(
 pub enum LogoutNext {
     Redirect(Url),
     SignedOut,
+    /// No ID token names who asks: the person confirms first (a link on any page must not
+    /// sign them out). The fields go back in the confirmation form.
+    Confirm(Vec<(String, String)>),
 }
 
 /// `/logout` (RP-Initiated Logout 1.0): validate the hint and the redirect, close the session.
-pub async fn logout(core: &Core, p: &Params, browser: &Browser) -> Result<LogoutNext, FlowError> {
+/// Without a hint, a GET only asks for confirmation; the confirmation is a same-site POST.
+pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser) -> Result<LogoutNext, FlowError> {
     let hint = match p.get("id_token_hint") {
         Some(h) => Some(verify_id_token_hint(core, h).map_err(FlowError::Authorize)?),
         None => None,
@@ -1033,6 +1037,12 @@ pub async fn logout(core: &Core, p: &Params, browser: &Browser) -> Result<Logout
             Some(url)
         }
     };
+    if hint.is_none() && !confirmed && browser.session.is_some() {
+        let keep = ["post_logout_redirect_uri", "client_id", "state"];
+        let fields =
+            p.pairs().iter().filter(|(k, _)| keep.contains(&k.as_str())).cloned().collect::<Vec<(String, String)>>();
+        return Ok(LogoutNext::Confirm(fields));
+    }
     if let Some(cookie) = browser.session.as_deref() {
         let live = session::find(&core.store, Some(cookie), core.clock.now()).await?;
         // A hint for another user does not end this browser's session.

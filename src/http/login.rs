@@ -163,11 +163,19 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
         Err(e) => return oauth_page(&page, &e),
     };
     let secure = core.settings.session.cookie_secure;
-    match flow::logout(&core, &params, &page.browser).await {
+    // A POST of the confirmation form; SameSite=Lax keeps the session cookie off cross-site
+    // POSTs, so another site cannot submit it for the person.
+    let confirmed = req.method() == actix_web::http::Method::POST && params.get("confirm") == Some("yes");
+    match flow::logout(&core, &params, confirmed, &page.browser).await {
+        Ok(LogoutNext::Confirm(fields)) => {
+            page.html(StatusCode::OK, "confirm_logout.html", serde_json::json!({ "fields": fields }))
+        }
         Ok(next) => {
             let mut resp = match next {
                 LogoutNext::Redirect(url) => see_other(url.as_str()).finish(),
-                LogoutNext::SignedOut => page.html(StatusCode::OK, "signed_out.html", serde_json::json!({})),
+                LogoutNext::SignedOut | LogoutNext::Confirm(_) => {
+                    page.html(StatusCode::OK, "signed_out.html", serde_json::json!({}))
+                }
             };
             let _ = resp.add_cookie(&removal(SESSION_COOKIE, secure));
             resp

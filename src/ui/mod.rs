@@ -16,6 +16,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("autopost.html", include_str!("templates/autopost.html")),
         ("error.html", include_str!("templates/error.html")),
         ("signed_out.html", include_str!("templates/signed_out.html")),
+        ("confirm_logout.html", include_str!("templates/confirm_logout.html")),
         ("demo.html", include_str!("templates/demo.html")),
     ] {
         env.add_template(name, source).expect("templates are valid");
