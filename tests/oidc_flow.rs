@@ -577,3 +577,17 @@ async fn logout_without_a_hint_asks_first() {
         b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")])).send().await.unwrap();
     assert_eq!(param(&location(&silent), "error").as_deref(), Some("login_required"));
 }
+
+#[tokio::test]
+async fn under_https_cookies_are_host_prefixed_and_secure() {
+    let config = crate::harness::config("ES256").replace("[login]", "[session]\ncookie_secure = true\n[login]");
+    let app = TestApp::with(Options { config: Some(config), ..Default::default() }).await;
+    let (_, challenge) = pkce();
+    let r = browser().get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[])).send().await.unwrap();
+    let set = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let binding = set.iter().find(|c| c.starts_with("__Host-gh_browser=")).unwrap_or_else(|| panic!("{set:?}"));
+    for attr in ["Secure", "HttpOnly", "Path=/", "SameSite=None"] {
+        assert!(binding.contains(attr), "{attr} in {binding}");
+    }
+    assert!(!binding.contains("Domain"), "a __Host- cookie has no Domain");
+}

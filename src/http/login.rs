@@ -12,7 +12,7 @@ use crate::flow::{
 };
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
-use crate::session::COOKIE as SESSION_COOKIE;
+use crate::session::cookie_names;
 use crate::store::ResponseMode;
 use gatehouse_connector::{CallbackInput, Secret};
 
@@ -78,7 +78,7 @@ fn outcome(core: &Core, page: &Page, o: Outcome) -> HttpResponse {
         let _ = resp.add_cookie(&binding_cookie(b, secure));
     }
     if let Some(s) = o.set_session {
-        let _ = resp.add_cookie(&cookie(SESSION_COOKIE, s, secure, Some(core.settings.session.ttl)));
+        let _ = resp.add_cookie(&cookie(cookie_names(secure).session, s, secure, Some(core.settings.session.ttl)));
     }
     resp
 }
@@ -177,7 +177,7 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
                     page.html(StatusCode::OK, "signed_out.html", serde_json::json!({}))
                 }
             };
-            let _ = resp.add_cookie(&removal(SESSION_COOKIE, secure));
+            let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
             resp
         }
         Err(e) => flow_page(&page, &e),

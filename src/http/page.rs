@@ -10,7 +10,8 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpRespons
 use serde::Serialize;
 
 use crate::flow::{AuthorizationResponse, Browser};
-use crate::session::{BROWSER_COOKIE, COOKIE as SESSION_COOKIE};
+use crate::session::cookie_names;
+use crate::state::Core;
 use crate::store::ResponseMode;
 use crate::types::random_token;
 
@@ -32,13 +33,15 @@ impl FromRequest for Page {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let correlation_id = req.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_default();
         let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
+        let secure = req.app_data::<actix_web::web::Data<Core>>().is_some_and(|c| c.settings.session.cookie_secure);
+        let names = cookie_names(secure);
         let ip: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
         ready(Ok(Page {
             correlation_id,
             nonce: random_token(12),
             browser: Browser {
-                binding: cookie(BROWSER_COOKIE),
-                session: cookie(SESSION_COOKIE),
+                binding: cookie(names.browser),
+                session: cookie(names.session),
                 ip,
                 user_agent: req
                     .headers()
@@ -129,7 +132,7 @@ pub fn cookie(name: &'static str, value: String, secure: bool, max_age: Option<u
 /// authenticate (the session cookie stays `Lax`). Plain http cannot use `None` (it needs
 /// `Secure`), so local setups keep `Lax`.
 pub fn binding_cookie(value: String, secure: bool) -> Cookie<'static> {
-    let mut c = cookie(BROWSER_COOKIE, value, secure, None);
+    let mut c = cookie(cookie_names(secure).browser, value, secure, None);
     if secure {
         c.set_same_site(SameSite::None);
     }

@@ -5,9 +5,24 @@
 use crate::store::{SessionRecord, Store, StoreResult};
 use crate::types::{ConnectionId, SecretHash, UserId, random_token};
 
-pub const COOKIE: &str = "gh_session";
-/// Binds login transactions to the browser that started them.
-pub const BROWSER_COOKIE: &str = "gh_browser";
+/// The cookie names. Under https they carry the `__Host-` prefix, so a sibling subdomain
+/// cannot plant or overwrite them (the browser accepts such a cookie only Secure, with
+/// `Path=/` and no `Domain`).
+pub fn cookie_names(secure: bool) -> CookieNames {
+    if secure {
+        CookieNames { session: "__Host-gh_session", browser: "__Host-gh_browser" }
+    } else {
+        CookieNames { session: "gh_session", browser: "gh_browser" }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CookieNames {
+    /// The SSO session.
+    pub session: &'static str,
+    /// Binds login transactions to the browser that started them.
+    pub browser: &'static str,
+}
 
 /// A session just opened: the record and the cookie value to set.
 pub struct Opened {

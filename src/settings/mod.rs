@@ -88,6 +88,8 @@ pub struct TokenSettings {
 pub struct SessionSettings {
     pub ttl: u64,
     pub cookie_secure: bool,
+    /// `cookie_secure` was set in the file (else it follows the issuer's scheme).
+    pub cookie_secure_set: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -254,7 +256,9 @@ impl Settings {
             c.redirect_uris = c.redirect_uris.iter().map(rebase).collect();
             c.post_logout_redirect_uris = c.post_logout_redirect_uris.iter().map(rebase).collect();
         }
-        self.session.cookie_secure = issuer.is_https();
+        if !self.session.cookie_secure_set {
+            self.session.cookie_secure = issuer.is_https();
+        }
         self.issuer = issuer;
         self
     }

@@ -333,6 +333,7 @@ pub(super) fn parse(
     let session = SessionSettings {
         ttl: positive(&mut ctx, "session.ttl", s.ttl, 86400),
         cookie_secure: s.cookie_secure.unwrap_or(issuer.is_https()),
+        cookie_secure_set: s.cookie_secure.is_some(),
     };
 
     let l: RawLogin = ctx.section(&mut table, "login");
