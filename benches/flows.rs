@@ -19,7 +19,9 @@
 //!   redeemed for tokens.
 //! - `login`: each task loops a full password login with `prompt=login`: `GET /authorize`
 //!   -> `GET /login/{txn}` (hosted page, CSRF token) -> `POST /login/{txn}/credentials`
-//!   (argon2id) -> 303 with `code`. One op = one code issued after a password check.
+//!   (argon2id) -> 303 with `code`. One op = one code issued after a password check. Keep
+//!   `--login-concurrency` at or below the node's `login.max_failed_attempts` (10 by default):
+//!   attempts in flight count against it, and the excess is refused with 429.
 //!
 //! Each task is one browser (cookie jar, redirects not followed, keep-alive) plus, for
 //! `reauth`, one back-channel client for `/token`. Loops stop at the deadline or at
@@ -297,10 +299,15 @@ async fn run(o: Arc<Opts>, mode: &str) -> Summary {
     let measure_from = started + Duration::from_secs_f64(o.warmup);
     let deadline = measure_from + Duration::from_secs_f64(o.seconds);
     let issued = Arc::new(AtomicU64::new(0));
+    // The browsers' first logins go one at a time: the node counts a password attempt before
+    // checking it (per username and address), so more than `max_failed_attempts` (10 by
+    // default) parallel logins of the same user from one address are refused with 429.
+    let first_logins = Arc::new(tokio::sync::Semaphore::new(1));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let o = o.clone();
         let issued = issued.clone();
+        let first_logins = first_logins.clone();
         let mode = mode.to_owned();
         tasks.push(tokio::spawn(async move {
             let b = browser();
@@ -314,7 +321,10 @@ async fn run(o: Arc<Opts>, mode: &str) -> Summary {
             };
             if mode == "reauth" {
                 // The SSO session this browser re-authenticates with (and one warm token call).
-                match password_login(&o, &b, false).await {
+                let turn = first_logins.acquire().await;
+                let first = password_login(&o, &b, false).await;
+                drop(turn);
+                match first {
                     Ok((code, verifier)) => {
                         if let Err(e) = redeem(&o, &rp, &code, &verifier).await {
                             fail(&mut t, e);

@@ -431,6 +431,11 @@ for ALG in $ALGS; do
         done
         R[$ALG.rss_$mode]=$(rss_kb)
     done
+    # The raw argon2id rate again, on the node's core right after the logins (argon2 is
+    # memory-bound: what runs on the other core moves it by ±15%).
+    BENCH_SECONDS=3 taskset -c "$SERVER_CORE" "$SIGNING_BIN" argon2 >"$OUT/argon2-$ALG.md" 2>/dev/null
+    R[$ALG.argon_lib]=$(awk -F'|' 'index($2, "argon2id verify (") {gsub(/ /, "", $3); print $3; exit}' "$OUT/argon2-$ALG.md")
+    R[$ALG.argon_reuse]=$(awk -F'|' 'index($2, "memory reused") {gsub(/ /, "", $3); print $3; exit}' "$OUT/argon2-$ALG.md")
     R[$ALG.hwm]=$(hwm_kb)
     log "$ALG: re-auth ${R[$ALG.reauth.rate]}/s, logins ${R[$ALG.login.rate]}/s, RSS after re-auth ${R[$ALG.rss_reauth]} kB, after logins ${R[$ALG.rss_login]} kB"
     stop_server
@@ -494,17 +499,20 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN {print (a <= b) ? 1 : 0}'; }
     if [[ -n ${R[RS256.cc_rps]:-} ]]; then
         p=$(pct "${R[RS256.cc_rps]}" "$OSSL_RSA")
         p2=$(pct "${R[RS256.cc_rps]}" "${R[RS256.ossl_rsa]}")
-        echo "| RS256 client_credentials ≥ 80% of openssl RSA-2048 sign/s | ${R[RS256.cc_rps]} req/s = $p% of $OSSL_RSA sign/s (start of the run); $p2% of ${R[RS256.ossl_rsa]} sign/s (openssl right after the wrk run) | $(verdict "$(ge "$(awk -v a="$p" -v b="$p2" 'BEGIN {print (a < b) ? a : b}')" 80)") |"
+        # Two openssl figures from this run; the verdict says so when they disagree.
+        v=$(awk -v a="$p" -v b="$p2" 'BEGIN {n = (a >= 80) + (b >= 80); print (n == 2) ? "met" : (n == 0) ? "**MISSED**" : "**BORDERLINE** (met against one openssl figure, missed against the other)"}')
+        echo "| RS256 client_credentials ≥ 80% of openssl RSA-2048 sign/s | ${R[RS256.cc_rps]} req/s = $p% of $OSSL_RSA sign/s (start of the run); $p2% of ${R[RS256.ossl_rsa]} sign/s (openssl right after the wrk run) | $v |"
     fi
     if [[ -n ${R[ES256.cc_rps]:-} ]]; then
         echo "| ES256 client_credentials ≥ 20,000 req/s | ${R[ES256.cc_rps]} req/s ($(pct "${R[ES256.cc_rps]}" 20000)% of target; $(pct "${R[ES256.cc_rps]}" "$OSSL_P256")% of openssl's $OSSL_P256 P-256 sign/s) | $(verdict "$(ge "${R[ES256.cc_rps]}" 20000)") |"
         echo "| ES256 silent re-authentication ≥ 2,000/s | ${R[ES256.reauth.rate]}/s ($(pct "${R[ES256.reauth.rate]}" 2000)% of target) | $(verdict "$(ge "${R[ES256.reauth.rate]}" 2000)") |"
     fi
     for ALG in $ALGS; do
-        if [[ -n $ARGON_RATE ]]; then
-            p=$(pct "${R[$ALG.login.rate]}" "$ARGON_RATE")
-            echo "| password logins within 10% of raw argon2id ($ALG node) | ${R[$ALG.login.rate]}/s = $p% of $ARGON_RATE argon2id verifies/s | $(verdict "$(ge "$p" 90)") |"
-        fi
+        # The raw rate: the faster of the two argon2 rows measured right after the logins.
+        raw=$(awk -v a="${R[$ALG.argon_lib]:-0}" -v b="${R[$ALG.argon_reuse]:-0}" 'BEGIN {print (a > b) ? a : b}')
+        p=$(pct "${R[$ALG.login.rate]}" "$raw")
+        p0=$(pct "${R[$ALG.login.rate]}" "${ARGON_RATE:-0}")
+        echo "| password logins within 10% of raw argon2id ($ALG node) | ${R[$ALG.login.rate]}/s = $p% of $raw argon2id verifications/s measured right after (verify_password ${R[$ALG.argon_lib]}/s, memory reused ${R[$ALG.argon_reuse]}/s); $p0% of the ${ARGON_RATE:-n/a}/s of the signing bench | $(verdict "$(ge "$p" 90)") |"
     done
     for ALG in $ALGS; do
         echo "| idle RSS ≤ 30 MB ($ALG) | $(mb "${R[$ALG.rss_idle]}") MB idle; after load $(mb "${R[$ALG.rss_cc]}") MB (client_credentials), $(mb "${R[$ALG.rss_login]}") MB (browser flows) | $(verdict "$(le "$(mb "${R[$ALG.rss_idle]}")" 30)") |"

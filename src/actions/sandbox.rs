@@ -3,12 +3,17 @@
 //! interrupt handler. The script sees plain data (`event`, built with `JSON.parse`) and the
 //! `api` of `prelude.js`; there is no filesystem, process, timer or network.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_connector::http::{Method, UpstreamHttp};
-use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Object, Promise, Runtime, Value};
+use rquickjs::module::WriteOptions;
+use rquickjs::{
+    CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value,
+};
+use sha2::{Digest, Sha256};
 
 const PRELUDE: &str = include_str!("prelude.js");
 
@@ -98,11 +103,55 @@ impl FetchPolicy {
     }
 }
 
-/// Wrap the source as CommonJS: `exports` and `module.exports`, scoped to a function.
-fn wrapped(source: &str) -> String {
+/// The action as an ES module that runs it as CommonJS (`exports`, `module.exports`) and
+/// exports what it exported.
+fn module_source(source: &str) -> String {
     format!(
-        "(function () {{ const module = {{ exports: {{}} }}; const exports = module.exports;\n{source}\n;return module.exports; }})()"
+        "const module = {{ exports: {{}} }}; const exports = module.exports;\n{source}\n;export default module.exports;\n"
     )
+}
+
+/// Bytecode of the prelude and of each action source, compiled once per process: parsing
+/// the prelude cost more than a small action itself (docs/benchmarks.md).
+static PRELUDE_BYTECODE: LazyLock<Result<Vec<u8>, RunError>> = LazyLock::new(|| compile("prelude", PRELUDE.to_owned()));
+/// SHA-256 of an action's source -> its bytecode.
+type BytecodeCache = Mutex<HashMap<[u8; 32], Arc<Vec<u8>>>>;
+static ACTION_BYTECODE: LazyLock<BytecodeCache> = LazyLock::new(Default::default);
+
+fn compile(name: &str, module: String) -> Result<Vec<u8>, RunError> {
+    let rt = Runtime::new().map_err(|e| RunError::Engine(e.to_string()))?;
+    let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
+    ctx.with(|ctx| {
+        let declared =
+            Module::declare(ctx.clone(), name, module).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
+        declared.write(WriteOptions::default()).map_err(|e| RunError::Engine(e.to_string()))
+    })
+}
+
+/// The bytecode of an action's source, compiled on first use (at start, by `check`).
+fn action_bytecode(source: &str) -> Result<Arc<Vec<u8>>, RunError> {
+    let key: [u8; 32] = Sha256::digest(source.as_bytes()).into();
+    if let Some(b) = ACTION_BYTECODE.lock().map_err(|_| RunError::Engine("bytecode cache poisoned".into()))?.get(&key) {
+        return Ok(b.clone());
+    }
+    let compiled = Arc::new(compile("action", module_source(source))?);
+    ACTION_BYTECODE
+        .lock()
+        .map_err(|_| RunError::Engine("bytecode cache poisoned".into()))?
+        .insert(key, compiled.clone());
+    Ok(compiled)
+}
+
+/// Load and run bytecode compiled by [`compile`] in this process, returning the module.
+#[allow(unsafe_code)]
+fn load<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js, rquickjs::module::Evaluated>> {
+    // SAFETY: `Module::load` trusts its input to be well-formed QuickJS bytecode. These bytes
+    // were written by `Module::write` of the same QuickJS build in this process (`compile`),
+    // from sources Gatehouse read at start; bytes from anywhere else never reach here.
+    let declared = unsafe { Module::load(ctx.clone(), bytecode)? };
+    let (evaluated, promise) = declared.eval()?;
+    promise.finish::<()>()?;
+    Ok(evaluated)
 }
 
 fn describe(e: CaughtError<'_>) -> String {
@@ -130,8 +179,10 @@ fn classify(message: String, deadline_hit: bool) -> RunError {
 pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), RunError> {
     let rt = runtime(limits, Deadline::new(limits.cpu))?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
+    let bytecode = action_bytecode(source)?;
     ctx.with(|ctx| {
-        let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
+        let module = load(&ctx, &bytecode).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
+        let exports: Object = module.get("default").map_err(|_| RunError::NoHandler(handler))?;
         match exports.get::<_, Value>(handler) {
             Ok(v) if v.is_function() => Ok(()),
             _ => Err(RunError::NoHandler(handler)),
@@ -178,6 +229,7 @@ pub fn run(
     limits: Limits,
     fetch: Option<FetchPolicy>,
 ) -> Result<String, RunError> {
+    let action = action_bytecode(source)?;
     let deadline = Deadline::new(limits.cpu);
     let rt = runtime(limits, deadline.clone())?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
@@ -207,8 +259,10 @@ pub fn run(
             ctx.globals().set("__fetch", f).map_err(|e| RunError::Engine(e.to_string()))?;
         }
         install_token_functions(&ctx)?;
-        ctx.eval::<(), _>(PRELUDE).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
-        let exports: Object = ctx.eval(wrapped(source)).catch(&ctx).map_err(fail)?;
+        let prelude = PRELUDE_BYTECODE.as_ref().map_err(Clone::clone)?;
+        load(&ctx, prelude).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
+        let module = load(&ctx, &action).catch(&ctx).map_err(fail)?;
+        let exports: Object = module.get("default").map_err(|_| RunError::NoHandler(handler))?;
         let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
         let event = ctx.json_parse(event_json).catch(&ctx).map_err(|e| RunError::Engine(describe(e)))?;
         // validateToken reads the request it was called for.
