@@ -168,8 +168,10 @@ fn no_placeholders_in_the_tree() {
     files.extend(rust_files(&root().join("connectors")));
     for p in files {
         let text = code(&p);
-        for bad in ["todo!(", "unimplemented!(", "dbg!("] {
-            assert!(!text.contains(bad), "{} contains {bad}", rel(&p));
+        // Spelled in pieces so this file does not match its own search.
+        for macro_name in ["todo", "unimplemented", "dbg"] {
+            let bad = format!("{macro_name}!(");
+            assert!(!text.contains(&bad), "{} contains {bad}", rel(&p));
         }
     }
 }
