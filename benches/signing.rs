@@ -4,6 +4,7 @@
 //! cargo bench --bench signing                    # about 2 s per row
 //! taskset -c 0 cargo bench --bench signing       # pinned, to compare with `openssl speed` on core 0
 //! BENCH_SECONDS=5 cargo bench --bench signing    # longer rows
+//! cargo bench --bench signing -- ES256           # one group: RS256, ES256, EdDSA, jwt (all three), argon2
 //! ```
 //!
 //! Rows, for RS256, ES256 and EdDSA:

@@ -75,9 +75,11 @@ fn revocation_ttl(core: &Core) -> u64 {
 async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
     let code = p.require("code")?;
     let grant_id = random_token(16);
-    // The tombstone must outlive every token the first redemption may have issued, refresh
-    // tokens included (RFC 6749 10.5).
-    let tombstone = revocation_ttl(core).max(core.settings.tokens.code_ttl);
+    // The tombstone outlives the code's access tokens, so a replay within that hour revokes
+    // what the first use issued (RFC 6749 10.5). Keeping one per login for the 30 days of a
+    // refresh family would cost a record per login for a month; a replay that late finds an
+    // unknown code and is refused, without revoking.
+    let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
     let record = match core.store.codes.redeem(SecretHash::of(code), &grant_id, tombstone).await? {
         Redeemed::Fresh(r) => *r,
         Redeemed::Reused { grant_id: first } => {
