@@ -100,13 +100,58 @@ password_hash = "{root}"
     )
 }
 
+/// An actix server on its own thread with its own actix System, stopped on drop: a Gatehouse
+/// node, or a fake upstream a test plays.
+pub struct ServerThread {
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Serve the routes `configure` mounts on `listener` (one worker).
+pub fn serve_on_thread<F>(listener: TcpListener, configure: F) -> ServerThread
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new()
+                    .wrap(actix_web::middleware::from_fn(gatehouse::http::observe))
+                    .configure(configure.clone())
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            server.await.unwrap();
+        })
+    });
+    ServerThread { handle: rx.recv().unwrap(), thread: Some(thread) }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stopping needs a runtime; a throwaway current-thread one will do.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(handle.stop(false))
+        })
+        .join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A Gatehouse node served by actix on its own thread; stopped on drop.
 pub struct TestApp {
     pub issuer: String,
     pub core: Arc<Core>,
     pub clock: Option<Arc<ManualClock>>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 pub struct Options {
@@ -143,26 +188,9 @@ impl TestApp {
         };
         let store = Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()));
         let core = Core::with_parts(settings, store, clock).await.unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
         let server_core = core.clone();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = actix_web::HttpServer::new(move || {
-                    actix_web::App::new()
-                        .wrap(actix_web::middleware::from_fn(gatehouse::http::observe))
-                        .configure(gatehouse::http::configure(server_core.clone()))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                server.await.unwrap();
-            })
-        });
-        let handle = rx.recv().unwrap();
-        Self { issuer, core, clock: manual, handle, thread: Some(thread) }
+        let server = serve_on_thread(listener, move |cfg| gatehouse::http::configure(server_core.clone())(cfg));
+        Self { issuer, core, clock: manual, _server: server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -171,20 +199,6 @@ impl TestApp {
 
     pub fn advance(&self, secs: u64) {
         self.clock.as_ref().expect("started with manual_clock").advance(secs);
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        // Stopping needs a runtime; a throwaway current-thread one will do.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(handle.stop(false))
-        })
-        .join();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

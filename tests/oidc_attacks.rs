@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -350,8 +349,7 @@ async fn userinfo(s: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
 struct Provider {
     issuer: String,
     shared: Arc<Shared>,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl Provider {
@@ -361,30 +359,16 @@ impl Provider {
         let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let shared = Arc::new(Shared { issuer: issuer.clone(), mode: Mutex::new(mode), log: Mutex::default() });
         let data = web::Data::from(shared.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = actix_web::HttpServer::new(move || {
-                    actix_web::App::new()
-                        .app_data(data.clone())
-                        .route("/.well-known/openid-configuration", web::get().to(discovery))
-                        .route("/jwks", web::get().to(jwks))
-                        .route("/authorize", web::get().to(authorize))
-                        .route("/token", web::post().to(token))
-                        .route("/userinfo", web::get().to(userinfo))
-                        .route("/userinfo", web::post().to(userinfo))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                server.await.unwrap();
-            })
+        let server = serve_on_thread(listener, move |cfg| {
+            cfg.app_data(data.clone())
+                .route("/.well-known/openid-configuration", web::get().to(discovery))
+                .route("/jwks", web::get().to(jwks))
+                .route("/authorize", web::get().to(authorize))
+                .route("/token", web::post().to(token))
+                .route("/userinfo", web::get().to(userinfo))
+                .route("/userinfo", web::post().to(userinfo));
         });
-        let handle = rx.recv().unwrap();
-        Self { issuer, shared, handle, thread: Some(thread) }
+        Self { issuer, shared, _server: server }
     }
 
     fn set_mode(&self, mode: Mode) {
@@ -397,19 +381,6 @@ impl Provider {
 
     fn hits(&self, what: &str) -> usize {
         self.log().hits.get(what).copied().unwrap_or_default()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(handle.stop(false))
-        })
-        .join();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

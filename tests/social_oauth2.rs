@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
@@ -93,8 +92,7 @@ type Shared = Arc<Mutex<Inner>>;
 struct FakeFacebook {
     base: String,
     shared: Shared,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl FakeFacebook {
@@ -103,28 +101,14 @@ impl FakeFacebook {
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let shared: Shared = Arc::new(Mutex::new(Inner { mode, ..Default::default() }));
         let data = web::Data::new(shared.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = actix_web::HttpServer::new(move || {
-                    actix_web::App::new()
-                        .app_data(data.clone())
-                        .route(&format!("{GRAPH}/dialog/oauth"), web::get().to(dialog))
-                        .route(&format!("{GRAPH}/oauth/access_token"), web::post().to(access_token))
-                        .route(&format!("{GRAPH}/me"), web::get().to(me))
-                        .default_service(web::to(unexpected))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                server.await.unwrap();
-            })
+        let server = serve_on_thread(listener, move |cfg| {
+            cfg.app_data(data.clone())
+                .route(&format!("{GRAPH}/dialog/oauth"), web::get().to(dialog))
+                .route(&format!("{GRAPH}/oauth/access_token"), web::post().to(access_token))
+                .route(&format!("{GRAPH}/me"), web::get().to(me))
+                .default_service(web::to(unexpected));
         });
-        let handle = rx.recv().unwrap();
-        Self { base, shared, handle, thread: Some(thread) }
+        Self { base, shared, _server: server }
     }
 
     fn url(&self, path: &str) -> String {
@@ -138,19 +122,6 @@ impl FakeFacebook {
 
     fn seen(&self) -> Seen {
         self.shared.lock().unwrap().seen.clone()
-    }
-}
-
-impl Drop for FakeFacebook {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(handle.stop(false))
-        })
-        .join();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
