@@ -171,6 +171,23 @@ pub struct UpstreamIdentity {
     pub authenticated_at: Option<SystemTime>,
     /// Authentication methods (RFC 8176 values such as `pwd`, `mfa`).
     pub amr: Vec<String>,
+    /// A message ID the upstream promises to use once (a SAML assertion ID): Gatehouse
+    /// records it in the store's replay cache until `until`, across all nodes, and refuses
+    /// the login if it was seen before.
+    #[serde(default)]
+    pub single_use: Option<SingleUse>,
+    /// What the connector needs to end the upstream session later (a SAML NameID and
+    /// SessionIndex); Gatehouse keeps it with its own session and hands it to
+    /// [`Connector::start_logout`].
+    #[serde(default)]
+    pub upstream_session: Option<serde_json::Value>,
+}
+
+/// See [`UpstreamIdentity::single_use`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SingleUse {
+    pub id: String,
+    pub until: SystemTime,
 }
 
 /// Why a connector could not start or finish a login. Gatehouse maps these to what the
@@ -236,9 +253,38 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("refresh"))
     }
 
-    /// Where to send the browser to end the upstream session, if the upstream offers it.
-    fn logout_url(&self, _identity: &UpstreamIdentity, _return_to: &Url) -> Option<Url> {
-        None
+    /// Complete a login the upstream started on its own (a SAML IdP-initiated response):
+    /// there is no transaction and no state. Gatehouse calls it only for connections that
+    /// opted in, and records [`UpstreamIdentity::single_use`] so each response works once.
+    async fn finish_unsolicited(
+        &self,
+        _ctx: &FinishContext,
+        _input: CallbackInput,
+    ) -> Result<UpstreamIdentity, ConnectorError> {
+        Err(ConnectorError::Unsupported("unsolicited responses"))
+    }
+
+    /// Begin ending the upstream session kept in [`UpstreamIdentity::upstream_session`]:
+    /// where the browser goes (the upstream comes back to [`LogoutContext::return_url`]
+    /// with `relay`), and the state [`Connector::finish_logout`] will need. `Ok(None)` when
+    /// the upstream offers no logout.
+    async fn start_logout(
+        &self,
+        _ctx: &LogoutContext,
+        _session: &serde_json::Value,
+    ) -> Result<Option<(Start, ConnectorState)>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// Check the upstream's answer to [`Connector::start_logout`]; `raw_query` is the query
+    /// string exactly as received (SAML signs its encoded form).
+    async fn finish_logout(
+        &self,
+        _ctx: &LogoutContext,
+        _state: ConnectorState,
+        _raw_query: &str,
+    ) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported("logout"))
     }
 
     /// Metadata Gatehouse publishes for this connection (SAML SP metadata).
@@ -251,6 +297,16 @@ pub trait Connector: Send + Sync + 'static {
     }
 }
 
+/// What Gatehouse tells a connector about an upstream logout.
+#[derive(Debug, Clone)]
+pub struct LogoutContext {
+    /// Where the upstream sends the browser back: `{issuer}/saml/{connection}/slo` style.
+    pub return_url: Url,
+    /// Opaque and unguessable: the upstream echoes it (SAML `RelayState`).
+    pub relay: String,
+    pub now: SystemTime,
+}
+
 /// What a connector gets when Gatehouse opens a connection from configuration. Opening must
 /// be cheap and make no network calls, so one unreachable upstream never stops start-up.
 #[derive(Debug, Clone)]
@@ -259,6 +315,9 @@ pub struct OpenContext {
     pub connection: String,
     /// Where the upstream sends the browser back for this connection.
     pub callback_url: Url,
+    /// Gatehouse's issuer URL, for other URLs a connector publishes, such as SAML metadata
+    /// at `{issuer}/saml/{connection}/metadata`.
+    pub issuer: Url,
 }
 
 #[cfg(test)]

@@ -1,0 +1,119 @@
+//! Active Directory Federation Services: the SAML connector with ADFS's defaults. Strategy
+//! `adfs`; the IdP from `FederationMetadata.xml` (a file, or fetched from the ADFS host and
+//! refreshed, so token-signing certificate rollovers are picked up); the subject from the UPN
+//! claim (or objectGUID), never from a transient NameID; the ADFS claim URIs mapped to the
+//! profile by the SAML connector's defaults.
+
+use std::path::PathBuf;
+
+use gatehouse_connector::{ConnectorError, OpenContext, Url};
+pub use gatehouse_connector_saml::SamlConnector as AdfsConnector;
+use serde::Deserialize;
+
+pub const UPN: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn";
+/// ADFS has no built-in objectGUID claim; these are the URIs admins conventionally issue it as.
+pub const OBJECT_GUID: &[&str] = &[
+    "http://schemas.microsoft.com/ws/2008/06/identity/claims/objectguid",
+    "http://schemas.microsoft.com/identity/claims/objectidentifier",
+    "objectGUID",
+];
+
+/// Where ADFS publishes its metadata.
+pub const METADATA_PATH: &str = "/FederationMetadata/2007-06/FederationMetadata.xml";
+
+fn default_user_id() -> Vec<String> {
+    vec!["upn".into(), "objectGUID".into()]
+}
+fn default_refresh() -> u64 {
+    3600
+}
+fn default_skew() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The ADFS host (`adfs.example.com`): metadata from
+    /// `https://{host}/FederationMetadata/2007-06/FederationMetadata.xml`.
+    #[serde(default)]
+    pub adfs_host: Option<String>,
+    /// Or a metadata URL of its own, or a downloaded `FederationMetadata.xml`.
+    #[serde(default)]
+    pub federation_metadata_url: Option<Url>,
+    #[serde(default)]
+    pub federation_metadata_file: Option<PathBuf>,
+    #[serde(default = "default_refresh")]
+    pub metadata_refresh_secs: u64,
+    /// Pinned token-signing certificates (PEM) that replace the metadata's.
+    #[serde(default)]
+    pub idp_certificate_files: Vec<PathBuf>,
+    /// `upn`, `objectGUID` or any claim URI, first present wins.
+    #[serde(default = "default_user_id")]
+    pub user_id_attributes: Vec<String>,
+    #[serde(default)]
+    pub sp_entity_id: Option<String>,
+    #[serde(default)]
+    pub sp_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sp_certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sign_requests: Option<bool>,
+    #[serde(default)]
+    pub trust_email: bool,
+    #[serde(default = "default_skew")]
+    pub clock_skew_secs: u64,
+    /// Relying party trusts created before SHA-256 was the default sign with SHA-1.
+    #[serde(default)]
+    pub allow_sha1: bool,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+fn expand(names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .flat_map(|n| match n.as_str() {
+            "upn" => vec![UPN.to_owned()],
+            "objectGUID" | "objectguid" => OBJECT_GUID.iter().map(|s| s.to_string()).collect(),
+            _ => vec![n],
+        })
+        .collect()
+}
+
+impl Config {
+    pub fn open(self, ctx: &OpenContext) -> Result<AdfsConnector, ConnectorError> {
+        let url = match (self.federation_metadata_url, &self.adfs_host, &self.federation_metadata_file) {
+            (Some(u), None, None) => Some(u),
+            (None, Some(host), None) => Some(
+                Url::parse(&format!("https://{host}{METADATA_PATH}"))
+                    .map_err(|e| ConnectorError::Misconfigured(format!("adfs_host: {e}")))?,
+            ),
+            (None, None, Some(_)) => None,
+            _ => {
+                return Err(ConnectorError::Misconfigured(
+                    "give one of adfs_host, federation_metadata_url, federation_metadata_file".into(),
+                ));
+            }
+        };
+        gatehouse_connector_saml::Config {
+            idp_metadata_file: self.federation_metadata_file,
+            idp_metadata_url: url,
+            metadata_refresh_secs: self.metadata_refresh_secs,
+            idp_certificate_files: self.idp_certificate_files,
+            sp_entity_id: self.sp_entity_id,
+            sp_key_file: self.sp_key_file,
+            sp_certificate_file: self.sp_certificate_file,
+            sign_requests: self.sign_requests,
+            clock_skew_secs: self.clock_skew_secs,
+            max_assertion_age_secs: 300,
+            allow_sha1: self.allow_sha1,
+            user_id_attributes: expand(self.user_id_attributes),
+            trust_email: self.trust_email,
+            strategy: "adfs".into(),
+            timeout_ms: self.timeout_ms,
+            ..Default::default()
+        }
+        .open(ctx)
+    }
+}
