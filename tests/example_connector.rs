@@ -65,6 +65,7 @@ fn ctx() -> OpenContext {
     OpenContext {
         connection: "passcode".into(),
         callback_url: gatehouse_connector::Url::parse("http://127.0.0.1/callback/passcode").unwrap(),
+        issuer: gatehouse_connector::Url::parse("http://127.0.0.1").unwrap(),
     }
 }
 

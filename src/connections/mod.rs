@@ -39,7 +39,11 @@ impl Connections {
                 });
                 continue;
             }
-            let ctx = OpenContext { connection: c.id.to_string(), callback_url: callback_url.clone() };
+            let Ok(issuer) = Url::parse(settings.issuer.as_str()) else {
+                errors.push(ConfigError { path: "issuer".into(), message: "not a URL".into() });
+                continue;
+            };
+            let ctx = OpenContext { connection: c.id.to_string(), callback_url: callback_url.clone(), issuer };
             match registry::open(&c.kind, c.options.clone(), &ctx) {
                 Ok(connector) => {
                     map.insert(c.id.clone(), Arc::new(Connection { settings: c.clone(), connector, callback_url }));

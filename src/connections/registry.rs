@@ -10,10 +10,12 @@ type Open = fn(serde_json::Value, &OpenContext) -> Result<Arc<dyn Connector>, Co
 
 /// `(type, opener)`, one row per connector crate.
 pub const CONNECTORS: &[(&str, Open)] = &[
+    ("adfs", open_adfs),
     ("facebook", open_facebook),
     ("google", open_google),
     ("oauth2", open_oauth2),
     ("oidc", open_oidc),
+    ("saml", open_saml),
     ("static", open_static),
 ];
 
@@ -35,6 +37,14 @@ fn open_google(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connec
 
 fn open_facebook(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
     Ok(Arc::new(options::<gatehouse_connector_facebook::Config>(v)?.open(ctx)?))
+}
+
+fn open_saml(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_saml::Config>(v)?.open(ctx)?))
+}
+
+fn open_adfs(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+    Ok(Arc::new(options::<gatehouse_connector_adfs::Config>(v)?.open(ctx)?))
 }
 
 fn open_static(v: serde_json::Value, ctx: &OpenContext) -> Result<Arc<dyn Connector>, ConnectorError> {

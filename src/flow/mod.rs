@@ -86,6 +86,9 @@ pub enum HostedPage {
         csrf: String,
         client_name: String,
         connections: Vec<(ConnectionId, String)>,
+        /// Ask for an email first: some connection claims email domains.
+        identify: bool,
+        error: Option<&'static str>,
     },
     Credentials {
         txn_id: String,
@@ -275,10 +278,16 @@ async fn start_transaction(core: &Core, v: ValidRequest, browser: &Browser) -> R
         }
     };
     let client = core.settings.client(v.request.client_id.as_str()).ok_or(FlowError::ConnectionNotAllowed)?;
-    let chosen = v.request.connection.clone().or_else(|| match client.connections.as_slice() {
-        [only] => Some(only.clone()),
-        _ => None,
-    });
+    let chosen = v
+        .request
+        .connection
+        .clone()
+        .or_else(|| match client.connections.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        })
+        // A login_hint in a claimed domain skips the chooser (identifier first).
+        .or_else(|| v.request.login_hint.as_deref().and_then(|h| connection_for_email(core, client, h)));
     let txn = TransactionRecord {
         id: random_token(24),
         browser: SecretHash::of(&binding),
@@ -386,6 +395,7 @@ fn page_for(core: &Core, txn: &TransactionRecord, error: Option<&'static str>) -
         _ => {
             let allowed =
                 core.settings.client(txn.request.client_id.as_str()).map(|c| c.connections.clone()).unwrap_or_default();
+            let identify = allowed.iter().filter_map(|id| core.settings.connection(id)).any(|c| !c.domains.is_empty());
             HostedPage::Chooser {
                 txn_id: txn.id.clone(),
                 csrf: txn.csrf.clone(),
@@ -394,6 +404,8 @@ fn page_for(core: &Core, txn: &TransactionRecord, error: Option<&'static str>) -
                     .iter()
                     .filter_map(|id| core.settings.connection(id).map(|c| (id.clone(), c.display_name.clone())))
                     .collect(),
+                identify,
+                error,
             }
         }
     }
@@ -412,6 +424,46 @@ pub async fn choose(
     let client = core.settings.client(txn.request.client_id.as_str()).ok_or(FlowError::ConnectionNotAllowed)?;
     let conn = allowed_connection(client, connection).ok_or(FlowError::ConnectionNotAllowed)?;
     connect(core, txn, &conn).await
+}
+
+/// Home realm discovery: the connection of this client that claims the email's domain.
+fn connection_for_email(core: &Core, client: &crate::settings::ClientSettings, email: &str) -> Option<ConnectionId> {
+    let (_, domain) = email.trim().rsplit_once('@')?;
+    let domain = domain.to_ascii_lowercase();
+    client
+        .connections
+        .iter()
+        .find(|id| core.settings.connection(id).is_some_and(|c| c.domains.iter().any(|d| *d == domain)))
+        .cloned()
+}
+
+/// Identifier first: the person typed their email on the chooser; a connection that claims
+/// its domain takes them straight to their organisation's sign-in, with the email as hint.
+pub async fn identify(
+    core: &Core,
+    txn_id: &str,
+    browser: &Browser,
+    email: &str,
+    csrf: Option<&str>,
+) -> Result<CredentialsResult, FlowError> {
+    let mut txn = load_bound(core, txn_id, browser).await?;
+    check_csrf(&txn, csrf)?;
+    let client = core.settings.client(txn.request.client_id.as_str()).ok_or(FlowError::ConnectionNotAllowed)?;
+    let email = email.trim();
+    if email.len() > 256 {
+        return Ok(CredentialsResult::Retry(page_for(core, &txn, Some("That email address is too long."))));
+    }
+    match connection_for_email(core, client, email) {
+        Some(conn) => {
+            txn.request.login_hint = Some(email.to_owned());
+            connect(core, txn, &conn).await.map(CredentialsResult::Done)
+        }
+        None => Ok(CredentialsResult::Retry(page_for(
+            core,
+            &txn,
+            Some("Your organisation's sign-in is not set up here; choose another way to sign in."),
+        ))),
+    }
 }
 
 /// What a credentials form post led to.
@@ -504,7 +556,23 @@ pub async fn callback(
     input: CallbackInput,
     browser: &Browser,
 ) -> Result<Outcome, FlowError> {
-    let txn_id = input.param("state").or_else(|| input.param("RelayState")).ok_or(FlowError::UnknownTransaction)?;
+    let txn_id = input.param("state").or_else(|| input.param("RelayState"));
+    // An IdP-initiated response names no transaction of ours. Only connections that opted in
+    // take one, only by POST, and never when it names a live transaction (that login goes
+    // the usual, browser-bound way).
+    if let Some(conn) = ConnectionId::parse(connection).ok().and_then(|id| core.connections.get(&id))
+        && conn.settings.idp_initiated.is_some()
+        && matches!(input, CallbackInput::Form(_))
+    {
+        let live = match txn_id {
+            Some(id) if id.len() <= 64 => core.store.transactions.get(id).await?.is_some(),
+            _ => false,
+        };
+        if !live {
+            return unsolicited(core, conn.clone(), input, browser).await;
+        }
+    }
+    let txn_id = txn_id.ok_or(FlowError::UnknownTransaction)?;
     if txn_id.len() > 64 {
         return Err(FlowError::UnknownTransaction);
     }
@@ -516,19 +584,95 @@ pub async fn callback(
     let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
     let ctx = finish_context(core, &conn, &txn, browser);
     match conn.connector.finish(&ctx, txn.connector_state.clone().unwrap_or_default(), input).await {
-        Ok(identity) => complete(core, txn, &conn, identity, browser).await,
+        Ok(identity) => {
+            claim_single_use(core, &conn_id, &identity).await?;
+            complete(core, txn, &conn, identity, browser).await
+        }
         Err(ConnectorError::Denied(reason)) => {
             tracing::info!(connection = %conn_id, %reason, "upstream denied the login");
             Err(deny(core, &txn, reason))
         }
-        Err(e) => {
-            if let ConnectorError::InvalidResponse(detail) = &e {
-                tracing::warn!(connection = %conn_id, %detail, "rejected upstream response (possible attack)");
-            }
-            core.metrics.login(conn_id.as_str(), "failed");
-            Err(connector_error(e))
-        }
+        Err(e) => Err(rejected(core, &conn_id, e)),
     }
+}
+
+fn rejected(core: &Core, conn_id: &ConnectionId, e: ConnectorError) -> FlowError {
+    if let ConnectorError::InvalidResponse(detail) = &e {
+        tracing::warn!(connection = %conn_id, %detail, "rejected upstream response (possible attack)");
+    }
+    core.metrics.login(conn_id.as_str(), "failed");
+    connector_error(e)
+}
+
+/// Record a message the upstream meant for one use (a SAML assertion ID) in the shared
+/// replay cache; a second sight, on any node, refuses the login.
+async fn claim_single_use(core: &Core, conn_id: &ConnectionId, identity: &UpstreamIdentity) -> Result<(), FlowError> {
+    let Some(once) = &identity.single_use else { return Ok(()) };
+    let ttl = once.until.duration_since(core.clock.system_time()).map_or(1, |d| d.as_secs().max(1));
+    let key = format!("upstream:{}", once.id);
+    if core.store.replay.insert_once(&key, ttl).await? {
+        Ok(())
+    } else {
+        tracing::warn!(connection = %conn_id, "replayed upstream assertion refused");
+        core.metrics.login(conn_id.as_str(), "failed");
+        Err(FlowError::InvalidUpstreamResponse("this assertion was already used".into()))
+    }
+}
+
+/// An IdP-initiated login: verified like any other (but it must answer no request), used
+/// once, and answered with a code to the connection's configured client.
+async fn unsolicited(
+    core: &Core,
+    conn: std::sync::Arc<Connection>,
+    input: CallbackInput,
+    browser: &Browser,
+) -> Result<Outcome, FlowError> {
+    let conn_id = conn.settings.id.clone();
+    let raw = conn.settings.idp_initiated.as_ref().ok_or(FlowError::UnknownTransaction)?;
+    let target = core.settings.idp_initiated_target(&conn.settings, raw).map_err(FlowError::Misconfigured)?;
+    let ctx = FinishContext {
+        callback_url: conn.callback_url.clone(),
+        transaction_id: String::new(),
+        client_ip: browser.ip,
+        now: core.clock.system_time(),
+    };
+    let identity = match conn.connector.finish_unsolicited(&ctx, input).await {
+        Ok(identity) => identity,
+        Err(e) => return Err(rejected(core, &conn_id, e)),
+    };
+    if identity.single_use.is_none() {
+        // Without a one-time ID a captured response could be replayed at will.
+        return Err(FlowError::Misconfigured("the connector gave no one-time ID for an unsolicited login".into()));
+    }
+    claim_single_use(core, &conn_id, &identity).await?;
+    let txn = TransactionRecord {
+        id: random_token(24),
+        browser: SecretHash::of(""),
+        request: crate::store::AuthorizationRequest {
+            client_id: target.client_id,
+            redirect_uri: target.redirect_uri,
+            scopes: target.scopes,
+            state: None,
+            nonce: None,
+            code_challenge: None,
+            response_mode: ResponseMode::Query,
+            prompt_login: false,
+            max_age: None,
+            login_hint: None,
+            connection: Some(conn_id.clone()),
+            ui_locales: None,
+            hint_sub: None,
+            unsolicited: true,
+        },
+        connection: Some(conn_id.clone()),
+        connector_state: None,
+        credentials_label: None,
+        csrf: String::new(),
+        created_at: core.clock.now(),
+        resume: None,
+    };
+    tracing::info!(connection = %conn_id, client_id = %txn.request.client_id, "IdP-initiated login accepted");
+    complete(core, txn, &conn, identity, browser).await
 }
 
 /// The one place that orders the steps after an upstream identity is known.
@@ -601,6 +745,7 @@ async fn complete(
                     action,
                     open_session: true,
                     sid: None,
+                    upstream: identity.upstream_session.clone(),
                 };
                 return pause(core, &txn.request, Pause { to, resume }, browser).await;
             }
@@ -609,8 +754,18 @@ async fn complete(
     if let Some(old) = browser.session.as_deref() {
         session::close(&core.store, old).await?;
     }
-    let opened =
-        session::open(&core.store, &user.user_id, &conn.settings.id, amr, auth_time, core.settings.session.ttl).await?;
+    let opened = session::open(
+        &core.store,
+        session::NewSession {
+            user_id: &user.user_id,
+            connection: &conn.settings.id,
+            amr,
+            now: auth_time,
+            ttl: core.settings.session.ttl,
+            upstream: identity.upstream_session.clone(),
+        },
+    )
+    .await?;
     let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
     core.metrics.login(conn.settings.id.as_str(), "success");
     tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");
@@ -708,6 +863,7 @@ async fn silent(
                 action,
                 open_session: false,
                 sid: Some(session.sid.clone()),
+                upstream: session.upstream.clone(),
             };
             pause(core, request, Pause { to, resume }, browser).await
         }
@@ -870,11 +1026,14 @@ pub async fn continue_login(
         }
         let opened = session::open(
             &core.store,
-            &user.user_id,
-            &resume.connection,
-            resume.amr.clone(),
-            resume.auth_time,
-            core.settings.session.ttl,
+            session::NewSession {
+                user_id: &user.user_id,
+                connection: &resume.connection,
+                amr: resume.amr.clone(),
+                now: resume.auth_time,
+                ttl: core.settings.session.ttl,
+                upstream: resume.upstream.clone(),
+            },
         )
         .await?;
         let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
@@ -889,6 +1048,7 @@ pub async fn continue_login(
         amr: resume.amr.clone(),
         created_at: resume.auth_time,
         expires_at: core.clock.now() + core.settings.session.ttl,
+        upstream: resume.upstream.clone(),
     };
     Ok(Outcome::next(respond_with_code(core, &txn.request, &session, &custom).await?))
 }
@@ -1052,9 +1212,88 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
         };
         if matches {
             session::close(&core.store, cookie).await?;
+            if let Some(s) = live
+                && let Some(next) = upstream_logout(core, &s, redirect.as_ref()).await?
+            {
+                return Ok(next);
+            }
         }
     }
     Ok(redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
+}
+
+/// Where a connection's upstream sends the browser back after Single Logout.
+fn upstream_logout_url(core: &Core, conn: &ConnectionId) -> Result<Url, FlowError> {
+    Url::parse(&core.settings.issuer.join(&format!("/saml/{conn}/slo"))).map_err(|e| FlowError::Internal(e.to_string()))
+}
+
+/// After the local session closed: when its upstream offers logout, send the browser there
+/// first; it comes back to [`finish_upstream_logout`]. A failing upstream never keeps the
+/// person signed in here: the local logout stands and the upstream one is skipped.
+async fn upstream_logout(
+    core: &Core,
+    s: &SessionRecord,
+    redirect: Option<&Url>,
+) -> Result<Option<LogoutNext>, FlowError> {
+    let (Some(facts), Some(conn)) = (&s.upstream, core.connections.get(&s.connection)) else { return Ok(None) };
+    if !conn.connector.capabilities().logout {
+        return Ok(None);
+    }
+    let ctx = gatehouse_connector::LogoutContext {
+        return_url: upstream_logout_url(core, &s.connection)?,
+        relay: random_token(24),
+        now: core.clock.system_time(),
+    };
+    match conn.connector.start_logout(&ctx, facts).await {
+        Ok(Some((Start::Redirect { url }, state))) => {
+            let record = crate::store::LogoutRecord {
+                id: ctx.relay.clone(),
+                connection: s.connection.clone(),
+                connector_state: state,
+                redirect: redirect.map(Url::to_string),
+            };
+            core.store.logouts.put(&record, core.settings.login.transaction_ttl).await?;
+            tracing::info!(connection = %s.connection, "single logout sent to the upstream");
+            Ok(Some(LogoutNext::Redirect(url)))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(connection = %s.connection, error = %e, "upstream logout could not start; signed out locally");
+            Ok(None)
+        }
+    }
+}
+
+/// `/saml/{connection}/slo`: the upstream's answer to our logout request. The local session
+/// is already closed; this checks the answer and sends the browser where logout ends.
+pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &str) -> Result<LogoutNext, FlowError> {
+    let relay = url::form_urlencoded::parse(raw_query.as_bytes())
+        .find(|(k, _)| k == "RelayState")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| v.len() <= 64)
+        .ok_or(FlowError::UnknownTransaction)?;
+    let record = core.store.logouts.take(&relay).await?.ok_or(FlowError::UnknownTransaction)?;
+    if record.connection.as_str() != connection {
+        return Err(FlowError::UnknownTransaction);
+    }
+    let conn = core.connections.get(&record.connection).ok_or(FlowError::ConnectionNotAllowed)?;
+    let ctx = gatehouse_connector::LogoutContext {
+        return_url: upstream_logout_url(core, &record.connection)?,
+        relay,
+        now: core.clock.system_time(),
+    };
+    match conn.connector.finish_logout(&ctx, record.connector_state, raw_query).await {
+        Ok(()) => tracing::info!(connection = %record.connection, "single logout completed"),
+        Err(ConnectorError::Denied(status)) => {
+            tracing::warn!(connection = %record.connection, %status, "the upstream did not end its session")
+        }
+        Err(e) => {
+            tracing::warn!(connection = %record.connection, error = %e, "rejected upstream logout response");
+            return Err(connector_error(e));
+        }
+    }
+    let next = record.redirect.as_deref().and_then(|u| Url::parse(u).ok());
+    Ok(next.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub async fn discovery(core: web::Data<Core>) -> HttpResponse {
         "end_session_endpoint": i.join("/logout"),
         "revocation_endpoint": i.join("/revoke"),
         "introspection_endpoint": i.join("/introspect"),
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -74,7 +74,7 @@ pub async fn discovery(core: web::Data<Core>) -> HttpResponse {
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "amr", "azp",
             "name", "given_name", "family_name", "nickname", "picture", "locale", "updated_at",
-            "email", "email_verified"
+            "email", "email_verified", "groups"
         ],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,

@@ -46,11 +46,11 @@ fn hosted_page(page: &Page, h: &HostedPage) -> HttpResponse {
         name: String,
     }
     match h {
-        HostedPage::Chooser { txn_id, csrf, client_name, connections } => page.html(
-            StatusCode::OK,
+        HostedPage::Chooser { txn_id, csrf, client_name, connections, identify, error } => page.html(
+            if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK },
             "chooser.html",
             serde_json::json!({
-                "txn_id": txn_id, "csrf": csrf, "client_name": client_name,
+                "txn_id": txn_id, "csrf": csrf, "client_name": client_name, "identify": identify, "error": error,
                 "connections": connections.iter().map(|(id, name)| Conn { id: id.to_string(), name: name.clone() }).collect::<Vec<_>>(),
             }),
         ),
@@ -123,6 +123,16 @@ pub async fn connect(core: web::Data<Core>, page: Page, path: web::Path<String>,
     }
 }
 
+/// The chooser's email field (home realm discovery).
+pub async fn identify(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    let f = form(&body);
+    match flow::identify(&core, &path, &page.browser, f.get("email").unwrap_or_default(), f.get("csrf")).await {
+        Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
+        Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
 pub async fn credentials(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
     let f = form(&body);
     let username = f.get("username").unwrap_or_default().to_owned();
@@ -153,6 +163,32 @@ pub async fn callback(
     };
     match flow::callback(&core, &path, input, &page.browser).await {
         Ok(o) => outcome(&core, &page, o),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+/// `/saml/{connection}/metadata`: the SP metadata an IdP admin imports.
+pub async fn saml_metadata(core: web::Data<Core>, page: Page, path: web::Path<String>) -> HttpResponse {
+    let meta = crate::types::ConnectionId::parse(&path)
+        .ok()
+        .and_then(|id| core.connections.get(&id).cloned())
+        .and_then(|c| c.connector.metadata());
+    match meta {
+        Some(m) => HttpResponse::Ok().content_type(m.content_type).body(m.body),
+        None => page.error(
+            StatusCode::NOT_FOUND,
+            "No such connection",
+            "This connection publishes no metadata.",
+            "not_found",
+        ),
+    }
+}
+
+/// `/saml/{connection}/slo`: back from the IdP's Single Logout.
+pub async fn saml_slo(core: web::Data<Core>, req: HttpRequest, page: Page, path: web::Path<String>) -> HttpResponse {
+    match flow::finish_upstream_logout(&core, &path, req.query_string()).await {
+        Ok(LogoutNext::Redirect(url)) => see_other(url.as_str()).finish(),
+        Ok(_) => page.html(StatusCode::OK, "signed_out.html", serde_json::json!({})),
         Err(e) => flow_page(&page, &e),
     }
 }

@@ -60,7 +60,10 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/login/{txn}").get(login::hosted))
             .service(web::resource("/login/{txn}/connect").post(login::connect))
             .service(web::resource("/login/{txn}/credentials").post(login::credentials))
+            .service(web::resource("/login/{txn}/identify").post(login::identify))
             .service(web::resource("/callback/{connection}").get(login::callback).post(login::callback))
+            .service(web::resource("/saml/{connection}/metadata").get(login::saml_metadata))
+            .service(web::resource("/saml/{connection}/slo").get(login::saml_slo))
             .default_service(web::to(ops::not_found));
         if demo {
             cfg.service(web::resource("/demo").get(ops::demo)).service(web::resource("/demo/app.js").get(ops::demo_js));

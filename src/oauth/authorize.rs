@@ -161,6 +161,7 @@ pub fn validate(settings: &Settings, p: &Params) -> Result<ValidRequest, Authori
             connection,
             ui_locales: p.get("ui_locales").map(str::to_owned),
             hint_sub: None,
+            unsolicited: false,
         },
         prompt,
         id_token_hint: p.get("id_token_hint").map(str::to_owned),

@@ -46,6 +46,7 @@ pub async fn issue_code(
         amr: session.amr.clone(),
         issued_at: now,
         custom: custom.clone(),
+        unsolicited: req.unsolicited,
     };
     core.store.codes.put(SecretHash::of(&code), &record, core.settings.tokens.code_ttl).await?;
     Ok(code)
@@ -101,7 +102,9 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
         (Some(challenge), Some(verifier)) if challenge.verify(verifier) => {}
         (Some(_), _) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
         (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was")),
-        (None, None) if client.require_pkce || client.is_public() => {
+        // An IdP-initiated login had no client request to carry a challenge; only a
+        // confidential client gets such a code (checked at start), and it authenticated.
+        (None, None) if (client.require_pkce && !record.unsolicited) || client.is_public() => {
             return Err(OAuthError::invalid_grant("PKCE is required for this client"));
         }
         (None, None) => {}

@@ -30,24 +30,30 @@ pub struct Opened {
     pub cookie: String,
 }
 
+/// What a new session records.
+pub struct NewSession<'a> {
+    pub user_id: &'a UserId,
+    pub connection: &'a ConnectionId,
+    pub amr: Vec<String>,
+    pub now: u64,
+    pub ttl: u64,
+    /// The connector's facts for ending the upstream session (SAML Single Logout).
+    pub upstream: Option<serde_json::Value>,
+}
+
 /// Open a new session (a new cookie value every login: the id rotates at login).
-pub async fn open(
-    store: &Store,
-    user_id: &UserId,
-    connection: &ConnectionId,
-    amr: Vec<String>,
-    now: u64,
-    ttl: u64,
-) -> StoreResult<Opened> {
+pub async fn open(store: &Store, new: NewSession<'_>) -> StoreResult<Opened> {
     let cookie = random_token(32);
+    let ttl = new.ttl;
     let record = SessionRecord {
         sid: random_token(16),
-        user_id: user_id.clone(),
-        connection: connection.clone(),
-        auth_time: now,
-        amr,
-        created_at: now,
-        expires_at: now + ttl,
+        user_id: new.user_id.clone(),
+        connection: new.connection.clone(),
+        auth_time: new.now,
+        amr: new.amr,
+        created_at: new.now,
+        expires_at: new.now + ttl,
+        upstream: new.upstream,
     };
     store.sessions.put(SecretHash::of(&cookie), &record, ttl).await?;
     Ok(Opened { record, cookie })

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use crate::tokens::SigningAlg;
-use crate::types::{ClientId, ConnectionId, Issuer, RedirectUri, Secret};
+use crate::types::{ClientId, ConnectionId, Issuer, RedirectUri, Scopes, Secret};
 
 /// The embedded default: issuer on loopback, memory store, one demo client and one demo user.
 pub const EMBEDDED: &str = include_str!("../../fixtures/config/embedded.toml");
@@ -186,6 +186,20 @@ pub struct ConnectionSettings {
     pub options: serde_json::Value,
     /// Linking, attribute mapping and profile sync for this connection's identities.
     pub profile: crate::profile::Policy,
+    /// Email domains whose people sign in here (home realm discovery), lowercase.
+    pub domains: Vec<String>,
+    /// IdP-initiated logins are accepted and land at this client; `None` refuses them.
+    pub idp_initiated: Option<IdpInitiatedRaw>,
+}
+
+/// Where an IdP-initiated (unsolicited) login lands, as configured; checked against the
+/// clients by `check_references`.
+#[derive(Debug, Clone)]
+pub struct IdpInitiatedRaw {
+    pub client_id: String,
+    /// Default: the client's first redirect URI.
+    pub redirect_uri: Option<String>,
+    pub scope: String,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +307,7 @@ fn check_references(s: &Settings, errors: &mut Vec<ConfigError>) {
         }
     }
     let mut seen = HashSet::new();
+    let mut domains = std::collections::HashMap::new();
     for (i, c) in s.connections.iter().enumerate() {
         if !seen.insert(&c.id) {
             errors.push(ConfigError {
@@ -300,6 +315,60 @@ fn check_references(s: &Settings, errors: &mut Vec<ConfigError>) {
                 message: format!("{} is defined twice", c.id),
             });
         }
+        for d in &c.domains {
+            if let Some(other) = domains.insert(d.as_str(), &c.id) {
+                errors.push(ConfigError {
+                    path: format!("connections[{i}].domains"),
+                    message: format!("{d} is already a domain of connection {other}"),
+                });
+            }
+        }
+        if let Some(i2) = &c.idp_initiated
+            && let Err(message) = s.idp_initiated_target(c, i2)
+        {
+            errors.push(ConfigError { path: format!("connections[{i}].idp_initiated"), message });
+        }
+    }
+}
+
+/// Where an IdP-initiated login of a connection lands, resolved against the clients.
+#[derive(Debug, Clone)]
+pub struct IdpInitiated {
+    pub client_id: ClientId,
+    pub redirect_uri: RedirectUri,
+    pub scopes: Scopes,
+}
+
+impl Settings {
+    /// Resolve a connection's `idp_initiated` target: a confidential client (the code it gets
+    /// carries no PKCE challenge, so it must authenticate to redeem it) that may use the
+    /// connection, one of its registered redirect URIs, and a scope with `openid`.
+    pub fn idp_initiated_target(&self, c: &ConnectionSettings, i: &IdpInitiatedRaw) -> Result<IdpInitiated, String> {
+        let client = self.client(&i.client_id).ok_or_else(|| format!("client_id {} is not a client", i.client_id))?;
+        if client.is_public() {
+            return Err(format!("client {} is public; IdP-initiated logins need a confidential client", client.id));
+        }
+        if !client.connections.contains(&c.id) {
+            return Err(format!("client {} does not list connection {}", client.id, c.id));
+        }
+        let redirect_uri = match &i.redirect_uri {
+            Some(u) => client
+                .redirect_uris
+                .iter()
+                .find(|r| r.as_str() == u)
+                .cloned()
+                .ok_or_else(|| format!("{u} is not a redirect URI of client {}", client.id))?,
+            None => client
+                .redirect_uris
+                .first()
+                .cloned()
+                .ok_or_else(|| format!("client {} has no redirect URI", client.id))?,
+        };
+        let scopes = Scopes::parse(&i.scope).map_err(|_| "scope is malformed".to_owned())?;
+        if !scopes.contains("openid") {
+            return Err("scope must include openid".into());
+        }
+        Ok(IdpInitiated { client_id: client.id.clone(), redirect_uri, scopes })
     }
 }
 

@@ -147,6 +147,20 @@ struct RawConnection {
     profile_sync: Option<String>,
     #[serde(default)]
     mapping: std::collections::BTreeMap<String, StringOrList>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    idp_initiated: Option<RawIdpInitiated>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdpInitiated {
+    client_id: String,
+    #[serde(default)]
+    redirect_uri: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// One claim name, or several tried in order.
@@ -395,12 +409,31 @@ pub(super) fn parse(
                 ),
             }
         }
+        let mut domains = Vec::new();
+        for (j, d) in c.domains.iter().enumerate() {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            let plausible = d.contains('.')
+                && !d.starts_with('.')
+                && d.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '-');
+            if plausible {
+                domains.push(d);
+            } else {
+                ctx.err(format!("{path}.domains[{j}]"), format!("{d:?} is not a domain name"));
+            }
+        }
+        let idp_initiated = c.idp_initiated.map(|i| super::IdpInitiatedRaw {
+            client_id: i.client_id,
+            redirect_uri: i.redirect_uri,
+            scope: i.scope.unwrap_or_else(|| "openid profile email".into()),
+        });
         connections.push(ConnectionSettings {
             display_name: c.display_name.unwrap_or_else(|| id.to_string()),
             id,
             kind: c.kind,
             options,
             profile: crate::profile::Policy { link_by_verified_email: c.link_accounts, sync, mapping },
+            domains,
+            idp_initiated,
         });
     }
 

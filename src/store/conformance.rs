@@ -29,6 +29,23 @@ pub async fn run_all(store: &Store, h: &dyn Harness) {
     key_ring_first_writer_wins(store).await;
     replay_cache_and_counters(store, h).await;
     action_caches(store, h).await;
+    logouts_are_taken_once(store, h).await;
+}
+
+async fn logouts_are_taken_once(store: &Store, h: &dyn Harness) {
+    let record = LogoutRecord {
+        id: unique("logout"),
+        connection: ConnectionId::parse("acme").unwrap(),
+        connector_state: gatehouse_connector::ConnectorState(b"{\"request_id\":\"_1\"}".to_vec()),
+        redirect: Some("https://app.example/bye?state=s".into()),
+    };
+    store.logouts.put(&record, 5).await.unwrap();
+    assert_eq!(store.logouts.take(&record.id).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.logouts.take(&record.id).await.unwrap(), None, "an upstream answer completes one logout");
+    let expiring = LogoutRecord { id: unique("logout"), ..record };
+    store.logouts.put(&expiring, 1).await.unwrap();
+    h.advance(2).await;
+    assert_eq!(store.logouts.take(&expiring.id).await.unwrap(), None, "logouts expire");
 }
 
 async fn action_caches(store: &Store, h: &dyn Harness) {
@@ -60,6 +77,7 @@ fn request() -> AuthorizationRequest {
         connection: None,
         ui_locales: None,
         hint_sub: None,
+        unsolicited: false,
     }
 }
 
@@ -76,6 +94,7 @@ fn code_record(now: u64) -> CodeRecord {
         amr: vec!["pwd".into()],
         issued_at: now,
         custom: Default::default(),
+        unsolicited: false,
     }
 }
 
@@ -173,6 +192,7 @@ async fn sessions_live_until_deleted_or_expired(store: &Store, h: &dyn Harness) 
         amr: vec!["pwd".into()],
         created_at: h.now(),
         expires_at: h.now() + 10,
+        upstream: Some(serde_json::json!({"name_id": "ada", "session_index": "_s1"})),
     };
     store.sessions.put(key, &s, 10).await.unwrap();
     assert_eq!(store.sessions.get(key).await.unwrap(), Some(s.clone()));

@@ -58,6 +58,7 @@ struct Inner {
     replay: TtlMap<()>,
     counters: TtlMap<u64>,
     action_cache: TtlMap<String>,
+    logouts: TtlMap<LogoutRecord>,
     writes: u64,
 }
 
@@ -80,6 +81,7 @@ impl MemoryStore {
         Self {
             inner: Mutex::new(Inner {
                 transactions: TtlMap::new(),
+                logouts: TtlMap::new(),
                 codes: TtlMap::new(),
                 sessions: TtlMap::new(),
                 grants: TtlMap::new(),
@@ -106,6 +108,7 @@ impl MemoryStore {
             g.writes += 1;
             if g.writes.is_multiple_of(4096) {
                 g.transactions.sweep(now);
+                g.logouts.sweep(now);
                 g.codes.sweep(now);
                 g.sessions.sweep(now);
                 g.grants.sweep(now);
@@ -136,6 +139,19 @@ impl TransactionStore for MemoryStore {
     async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
         let (mut g, now) = self.lock(true);
         Ok(g.transactions.take(id, now))
+    }
+}
+
+#[async_trait]
+impl LogoutStore for MemoryStore {
+    async fn put(&self, record: &LogoutRecord, ttl: u64) -> StoreResult<()> {
+        let (mut g, now) = self.lock(true);
+        g.logouts.put(record.id.clone(), record.clone(), Some(ttl), now);
+        Ok(())
+    }
+    async fn take(&self, id: &str) -> StoreResult<Option<LogoutRecord>> {
+        let (mut g, now) = self.lock(true);
+        Ok(g.logouts.take(id, now))
     }
 }
 

@@ -99,6 +99,13 @@ pub trait KeyStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait LogoutStore: Send + Sync {
+    async fn put(&self, record: &LogoutRecord, ttl: u64) -> StoreResult<()>;
+    /// Atomically read and delete: an upstream answer completes one logout, once.
+    async fn take(&self, id: &str) -> StoreResult<Option<LogoutRecord>>;
+}
+
+#[async_trait]
 pub trait ReplayCache: Send + Sync {
     /// Record `key` for `ttl` seconds; `true` the first time, `false` on every replay.
     async fn insert_once(&self, key: &str, ttl: u64) -> StoreResult<bool>;
@@ -139,6 +146,7 @@ pub struct Store {
     pub replay: Arc<dyn ReplayCache>,
     pub counters: Arc<dyn Counters>,
     pub action_cache: Arc<dyn ActionCacheStore>,
+    pub logouts: Arc<dyn LogoutStore>,
     pub health: Arc<dyn Health>,
 }
 
@@ -155,6 +163,7 @@ impl Store {
             + ReplayCache
             + Counters
             + ActionCacheStore
+            + LogoutStore
             + Health
             + 'static,
     {
@@ -169,6 +178,7 @@ impl Store {
             replay: backend.clone(),
             counters: backend.clone(),
             action_cache: backend.clone(),
+            logouts: backend.clone(),
             health: backend,
         }
     }

@@ -33,6 +33,10 @@ pub struct AuthorizationRequest {
     /// The `sub` of a verified `id_token_hint`: whoever signs in must be that user.
     #[serde(default)]
     pub hint_sub: Option<String>,
+    /// An IdP-initiated login: no client request, hence no PKCE challenge; only a
+    /// confidential client gets its code.
+    #[serde(default)]
+    pub unsolicited: bool,
 }
 
 /// One login attempt, bound to the browser that started it.
@@ -71,6 +75,9 @@ pub struct Resume {
     pub open_session: bool,
     /// The session a silent login used.
     pub sid: Option<String>,
+    /// The connector's facts for ending the upstream session, kept for the session.
+    #[serde(default)]
+    pub upstream: Option<serde_json::Value>,
 }
 
 /// An issued authorization code, stored under the code's hash.
@@ -89,6 +96,9 @@ pub struct CodeRecord {
     /// What post-login Actions added to the tokens this code will be exchanged for.
     #[serde(default)]
     pub custom: CustomClaims,
+    /// Issued for an IdP-initiated login (see `AuthorizationRequest::unsolicited`).
+    #[serde(default)]
+    pub unsolicited: bool,
 }
 
 /// Claims and scope changes Actions asked for, carried from the login to every token of the
@@ -127,6 +137,9 @@ pub struct SessionRecord {
     pub amr: Vec<String>,
     pub created_at: u64,
     pub expires_at: u64,
+    /// The connector's facts for ending the upstream session (SAML NameID, SessionIndex).
+    #[serde(default)]
+    pub upstream: Option<serde_json::Value>,
 }
 
 /// A grant: what one code redemption created. Access tokens carry its id in their `jti`;
@@ -222,4 +235,16 @@ impl std::fmt::Debug for StoredKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct KeyRingRecord {
     pub keys: Vec<StoredKey>,
+}
+
+/// An upstream logout in flight (SAML Single Logout): what to check when the upstream
+/// answers, and where the browser goes afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogoutRecord {
+    /// Public and unguessable: the upstream `RelayState`.
+    pub id: String,
+    pub connection: ConnectionId,
+    pub connector_state: ConnectorState,
+    /// The client's `post_logout_redirect_uri` (with its `state`), already checked.
+    pub redirect: Option<String>,
 }

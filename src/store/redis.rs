@@ -353,6 +353,17 @@ impl TransactionStore for RedisStore {
 }
 
 #[async_trait]
+impl LogoutStore for RedisStore {
+    async fn put(&self, record: &LogoutRecord, ttl: u64) -> StoreResult<()> {
+        self.set_ex(self.key("logout", &record.id), json(record)?, ttl).await
+    }
+    async fn take(&self, id: &str) -> StoreResult<Option<LogoutRecord>> {
+        let v: Option<String> = self.query(::redis::cmd("GETDEL").arg(self.key("logout", id)).to_owned()).await?;
+        v.map(|s| parse(&s)).transpose()
+    }
+}
+
+#[async_trait]
 impl CodeStore for RedisStore {
     async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
         self.set_ex(self.key("code", &code.to_hex()), format!("L{}", json(record)?), ttl).await

@@ -102,6 +102,11 @@ pub fn profile_claims(user: &UserRecord, scopes: &Scopes) -> serde_json::Map<Str
         c.insert("email".into(), user.email.clone().into());
         c.insert("email_verified".into(), user.email_verified.into());
     }
+    // Directory groups (SAML, ADFS, OIDC `groups`), for clients that ask: an empty list is
+    // sent too, so "no groups" is distinguishable from "not asked".
+    if scopes.contains("groups") {
+        c.insert("groups".into(), user.groups.clone().into());
+    }
     c
 }
 

@@ -269,6 +269,8 @@ pub fn identity_from_claims(
         tokens: None,
         authenticated_at,
         amr,
+        single_use: None,
+        upstream_session: None,
     })
 }
 

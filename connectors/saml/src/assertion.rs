@@ -102,8 +102,10 @@ pub fn status(response: &Element) -> Result<(), CheckError> {
         return Ok(());
     }
     let second = code.child(PROTOCOL, "StatusCode").and_then(|c| c.attr("Value"));
-    let message =
-        response.child(PROTOCOL, "Status").and_then(|s| s.child(PROTOCOL, "StatusMessage")).and_then(Element::trimmed_text);
+    let message = response
+        .child(PROTOCOL, "Status")
+        .and_then(|s| s.child(PROTOCOL, "StatusMessage"))
+        .and_then(Element::trimmed_text);
     let short = |u: &str| u.rsplit(':').next().unwrap_or(u).to_owned();
     let mut text = short(top);
     if let Some(s) = second {

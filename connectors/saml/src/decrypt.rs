@@ -102,8 +102,7 @@ pub fn decrypt_assertion(enc: &Element, key: &PKey<Private>) -> Result<String, D
     if data.attr("Type").is_some_and(|t| t != "http://www.w3.org/2001/04/xmlenc#Element") {
         return Err(DecryptError);
     }
-    let content =
-        data.only_child(XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).and_then(content_cipher);
+    let content = data.only_child(XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).and_then(content_cipher);
     let content = content.ok_or(DecryptError)?;
     // The key travels inside EncryptedData's KeyInfo, or beside EncryptedData (then KeyInfo
     // only points at it; the pointer is never followed).

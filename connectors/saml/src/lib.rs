@@ -143,11 +143,24 @@ pub const DEFAULT_ATTRIBUTES: &[(&str, &[&str])] = &[
     ),
     (
         "given_name",
-        &["given_name", "givenName", "firstName", "urn:oid:2.5.4.42", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"],
+        &[
+            "given_name",
+            "givenName",
+            "firstName",
+            "urn:oid:2.5.4.42",
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+        ],
     ),
     (
         "family_name",
-        &["family_name", "sn", "surname", "lastName", "urn:oid:2.5.4.4", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"],
+        &[
+            "family_name",
+            "sn",
+            "surname",
+            "lastName",
+            "urn:oid:2.5.4.4",
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+        ],
     ),
     (
         "name",
@@ -244,7 +257,8 @@ impl Config {
         selftest::run()?;
         let mut certificates = Vec::new();
         for pem in &self.idp_certificates {
-            certificates.extend(metadata::pem_certificates(pem).map_err(|e| misconfigured(format!("idp_certificates: {e}")))?);
+            certificates
+                .extend(metadata::pem_certificates(pem).map_err(|e| misconfigured(format!("idp_certificates: {e}")))?);
         }
         for path in &self.idp_certificate_files {
             certificates.extend(
@@ -290,7 +304,9 @@ impl Config {
                 }
                 if overrides.certificates.is_empty() {
                     // Without a pinned certificate nothing could be verified: refuse to open.
-                    return Err(misconfigured("idp_certificates (or idp_certificate_files) is required: responses are only accepted signed by a pinned certificate"));
+                    return Err(misconfigured(
+                        "idp_certificates (or idp_certificate_files) is required: responses are only accepted signed by a pinned certificate",
+                    ));
                 }
                 let d = IdpDescriptor {
                     entity_id,
@@ -321,7 +337,9 @@ impl Config {
             return Err(misconfigured("sp_key_file and sp_certificate_file go together"));
         }
         if let (Some(k), Some(c)) = (&sp_key, &sp_certificate) {
-            let cert_key = openssl::x509::X509::from_der(c).and_then(|c| c.public_key()).map_err(|_| misconfigured("SP certificate"))?;
+            let cert_key = openssl::x509::X509::from_der(c)
+                .and_then(|c| c.public_key())
+                .map_err(|_| misconfigured("SP certificate"))?;
             if !k.public_eq(&cert_key) {
                 return Err(misconfigured("sp_certificate_file does not match sp_key_file"));
             }
@@ -331,8 +349,7 @@ impl Config {
             return Err(misconfigured("sign_requests needs sp_key_file"));
         }
         let base = ctx.issuer.as_str().trim_end_matches('/').to_owned();
-        let sp_entity_id =
-            self.sp_entity_id.unwrap_or_else(|| format!("{base}/saml/{}/metadata", ctx.connection));
+        let sp_entity_id = self.sp_entity_id.unwrap_or_else(|| format!("{base}/saml/{}/metadata", ctx.connection));
         Ok(SamlConnector {
             connection: ctx.connection.clone(),
             strategy: self.strategy,
@@ -399,7 +416,9 @@ impl SamlConnector {
             let IdpSource::Fixed(d) = &self.source else { unreachable!() };
             return Ok(d.clone());
         };
-        let fresh = |c: &Option<(Arc<IdpDescriptor>, Instant)>| c.as_ref().filter(|(_, at)| at.elapsed() < *refresh).map(|(d, _)| d.clone());
+        let fresh = |c: &Option<(Arc<IdpDescriptor>, Instant)>| {
+            c.as_ref().filter(|(_, at)| at.elapsed() < *refresh).map(|(d, _)| d.clone())
+        };
         if let Some(d) = fresh(&current.read().expect("metadata lock")) {
             return Ok(d);
         }
@@ -450,7 +469,12 @@ impl SamlConnector {
 
     /// Verify and check one POSTed `SAMLResponse`; `in_response_to` is `None` for an
     /// unsolicited response.
-    async fn consume(&self, ctx: &FinishContext, input: &CallbackInput, in_response_to: Option<&str>) -> Result<UpstreamIdentity, ConnectorError> {
+    async fn consume(
+        &self,
+        ctx: &FinishContext,
+        input: &CallbackInput,
+        in_response_to: Option<&str>,
+    ) -> Result<UpstreamIdentity, ConnectorError> {
         let CallbackInput::Form(_) = input else {
             return Err(invalid("the ACS takes SAMLResponse by HTTP-POST only"));
         };
@@ -562,7 +586,10 @@ impl SamlConnector {
             tokens: None,
             authenticated_at: a.authn_instant,
             amr: Vec::new(),
-            single_use: Some(SingleUse { id: format!("saml:{}:{}", self.connection, a.assertion_id), until: a.valid_until + self.skew }),
+            single_use: Some(SingleUse {
+                id: format!("saml:{}:{}", self.connection, a.assertion_id),
+                until: a.valid_until + self.skew,
+            }),
             upstream_session: serde_json::to_value(session).ok(),
             raw,
         })
@@ -587,12 +614,17 @@ fn reqwest_get() -> gatehouse_connector::http::Method {
 }
 
 /// Parse, decrypt when needed, verify. Synchronous: runs on a blocking thread.
-pub fn verify_document(doc: &str, policy: &Policy, sp_key: Option<&PKey<Private>>) -> Result<verify::Verified, VerifyError> {
+pub fn verify_document(
+    doc: &str,
+    policy: &Policy,
+    sp_key: Option<&PKey<Private>>,
+) -> Result<verify::Verified, VerifyError> {
     let root = verify::parse_response(doc)?;
     match verify::carried(&root)? {
         Carried::Plain(_) => verify::verify(doc, policy, false),
         Carried::Encrypted(enc) => {
-            let key = sp_key.ok_or_else(|| VerifyError::Shape("an encrypted assertion, but no sp_key_file to decrypt it".into()))?;
+            let key = sp_key
+                .ok_or_else(|| VerifyError::Shape("an encrypted assertion, but no sp_key_file to decrypt it".into()))?;
             // A signed Response is checked as sent, before anything is taken out of it.
             let response_sig = root.child(xml::DSIG, "Signature");
             if response_sig.is_some() {
@@ -643,15 +675,22 @@ impl Connector for SamlConnector {
         // this browser; InResponseTo then binds the response to this request.
         let start = match binding {
             RequestBinding::Redirect => Start::Redirect {
-                url: binding::redirect_url(&endpoint, "SAMLRequest", &request.xml(false), Some(&ctx.transaction_id), key)
-                    .map_err(|e| misconfigured(e.to_string()))?,
+                url: binding::redirect_url(
+                    &endpoint,
+                    "SAMLRequest",
+                    &request.xml(false),
+                    Some(&ctx.transaction_id),
+                    key,
+                )
+                .map_err(|e| misconfigured(e.to_string()))?,
             },
             RequestBinding::Post => Start::PostForm {
                 action: Url::parse(&endpoint).map_err(|_| misconfigured("bad SSO URL"))?,
                 fields: vec![
                     (
                         "SAMLRequest".into(),
-                        binding::post_value(&request.xml(key.is_some()), key).map_err(|e| misconfigured(e.to_string()))?,
+                        binding::post_value(&request.xml(key.is_some()), key)
+                            .map_err(|e| misconfigured(e.to_string()))?,
                     ),
                     ("RelayState".into(), ctx.transaction_id.clone()),
                 ],
@@ -660,16 +699,30 @@ impl Connector for SamlConnector {
         Ok((start, state))
     }
 
-    async fn finish(&self, ctx: &FinishContext, state: ConnectorState, input: CallbackInput) -> Result<UpstreamIdentity, ConnectorError> {
-        let state: LoginState = serde_json::from_slice(&state.0).map_err(|_| invalid("no pending AuthnRequest for this login"))?;
+    async fn finish(
+        &self,
+        ctx: &FinishContext,
+        state: ConnectorState,
+        input: CallbackInput,
+    ) -> Result<UpstreamIdentity, ConnectorError> {
+        let state: LoginState =
+            serde_json::from_slice(&state.0).map_err(|_| invalid("no pending AuthnRequest for this login"))?;
         self.consume(ctx, &input, Some(&state.request_id)).await
     }
 
-    async fn finish_unsolicited(&self, ctx: &FinishContext, input: CallbackInput) -> Result<UpstreamIdentity, ConnectorError> {
+    async fn finish_unsolicited(
+        &self,
+        ctx: &FinishContext,
+        input: CallbackInput,
+    ) -> Result<UpstreamIdentity, ConnectorError> {
         self.consume(ctx, &input, None).await
     }
 
-    async fn start_logout(&self, ctx: &LogoutContext, session: &serde_json::Value) -> Result<Option<(Start, ConnectorState)>, ConnectorError> {
+    async fn start_logout(
+        &self,
+        ctx: &LogoutContext,
+        session: &serde_json::Value,
+    ) -> Result<Option<(Start, ConnectorState)>, ConnectorError> {
         let idp = self.idp().await?;
         let Some(endpoint) = idp.slo_redirect.clone() else { return Ok(None) };
         let Ok(facts) = serde_json::from_value::<SessionFacts>(session.clone()) else { return Ok(None) };
@@ -686,15 +739,22 @@ impl Connector for SamlConnector {
             session_index: facts.session_index.as_deref(),
         };
         // IdPs refuse unsigned LogoutRequests (anyone could end a session): sign when we can.
-        let url = binding::redirect_url(&endpoint, "SAMLRequest", &request.xml(), Some(&ctx.relay), self.sp_key.as_ref())
-            .map_err(|e| misconfigured(e.to_string()))?;
+        let url =
+            binding::redirect_url(&endpoint, "SAMLRequest", &request.xml(), Some(&ctx.relay), self.sp_key.as_ref())
+                .map_err(|e| misconfigured(e.to_string()))?;
         Ok(Some((Start::Redirect { url }, state_bytes(&LogoutState { request_id: id }))))
     }
 
-    async fn finish_logout(&self, _ctx: &LogoutContext, state: ConnectorState, raw_query: &str) -> Result<(), ConnectorError> {
+    async fn finish_logout(
+        &self,
+        _ctx: &LogoutContext,
+        state: ConnectorState,
+        raw_query: &str,
+    ) -> Result<(), ConnectorError> {
         let state: LogoutState = serde_json::from_slice(&state.0).map_err(|_| invalid("no pending LogoutRequest"))?;
         let idp = self.idp().await?;
-        let msg = binding::read_redirect(raw_query, "SAMLResponse", &idp.certificates).map_err(|e| invalid(e.to_string()))?;
+        let msg =
+            binding::read_redirect(raw_query, "SAMLResponse", &idp.certificates).map_err(|e| invalid(e.to_string()))?;
         let root = xml::parse(&msg.xml, &xml::Limits::MESSAGE).map_err(|e| invalid(e.to_string()))?;
         if !root.is(xml::PROTOCOL, "LogoutResponse") {
             return Err(invalid("not a LogoutResponse"));

@@ -62,7 +62,8 @@ pub fn parse_idp(doc: &str, entity_id: Option<&str>) -> Result<IdpDescriptor, Me
         &root
     } else if root.is(METADATA, "EntitiesDescriptor") {
         let mut found = root.descendants().into_iter().filter(|e| e.is(METADATA, "EntityDescriptor")).filter(|e| {
-            entity_id.is_none_or(|want| e.attr("entityID") == Some(want)) && e.child(METADATA, "IDPSSODescriptor").is_some()
+            entity_id.is_none_or(|want| e.attr("entityID") == Some(want))
+                && e.child(METADATA, "IDPSSODescriptor").is_some()
         });
         let one = found.next().ok_or_else(|| invalid("no matching IdP EntityDescriptor"))?;
         if found.next().is_some() {

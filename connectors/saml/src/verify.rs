@@ -155,8 +155,7 @@ pub fn verify(doc: &str, policy: &Policy, require_assertion_signature: bool) -> 
     if signatures != usize::from(response_signed) + usize::from(assertion_signed) {
         return Err(shape("a Signature in an unexpected place"));
     }
-    if !assertion_signed && (require_assertion_signature || !policy.allow_response_signature_only || !response_signed)
-    {
+    if !assertion_signed && (require_assertion_signature || !policy.allow_response_signature_only || !response_signed) {
         return Err(shape(if response_signed {
             "the assertion is not signed (response-only signing is not enabled for this connection)"
         } else {
@@ -186,7 +185,13 @@ pub fn verify(doc: &str, policy: &Policy, require_assertion_signature: bool) -> 
     if signed_assertion.attr("ID") != Some(assertion_id.as_str()) {
         return Err(VerifyError::BadSignature);
     }
-    Ok(Verified { response: root, assertion: signed_assertion, response_signed, assertion_signed, weak_algorithm: weak })
+    Ok(Verified {
+        response: root,
+        assertion: signed_assertion,
+        response_signed,
+        assertion_signed,
+        weak_algorithm: weak,
+    })
 }
 
 /// Verify the Response signature of a response carrying an EncryptedAssertion, as sent

@@ -9,10 +9,10 @@
 
 use std::borrow::Cow;
 
+use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
-use quick_xml::XmlVersion;
 
 pub const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 pub const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -30,7 +30,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const MESSAGE: Limits = Limits { max_bytes: 512 * 1024, max_depth: 32, max_elements: 5_000, max_attributes: 32 };
+    pub const MESSAGE: Limits =
+        Limits { max_bytes: 512 * 1024, max_depth: 32, max_elements: 5_000, max_attributes: 32 };
     /// Federation metadata (ADFS's is large: many RoleDescriptors and claim types).
     pub const METADATA: Limits =
         Limits { max_bytes: 4 * 1024 * 1024, max_depth: 32, max_elements: 100_000, max_attributes: 32 };
@@ -168,7 +169,12 @@ fn predefined(name: &str) -> Option<&'static str> {
     })
 }
 
-fn start_element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, limits: &Limits, at: usize) -> Result<Element, XmlError> {
+fn start_element(
+    reader: &NsReader<&[u8]>,
+    e: &BytesStart<'_>,
+    limits: &Limits,
+    at: usize,
+) -> Result<Element, XmlError> {
     let (ns, local) = reader.resolver().resolve_element(e.name());
     let ns = match ns {
         ResolveResult::Bound(ns) => String::from_utf8(ns.0.to_vec()).map_err(|_| XmlError::Encoding)?,
@@ -203,7 +209,11 @@ fn start_element(reader: &NsReader<&[u8]>, e: &BytesStart<'_>, limits: &Limits, 
                 other => malformed(other),
             })?
             .into_owned();
-        attrs.push(Attr { ns: ans, local: String::from_utf8(alocal.as_ref().to_vec()).map_err(|_| XmlError::Encoding)?, value });
+        attrs.push(Attr {
+            ns: ans,
+            local: String::from_utf8(alocal.as_ref().to_vec()).map_err(|_| XmlError::Encoding)?,
+            value,
+        });
     }
     Ok(Element { ns, local, attrs, children: Vec::new(), span: (at, at) })
 }

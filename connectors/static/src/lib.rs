@@ -209,7 +209,11 @@ mod tests {
     use gatehouse_connector::{Secret, Url};
 
     fn ctx() -> OpenContext {
-        OpenContext { connection: "users".into(), callback_url: Url::parse("http://127.0.0.1/callback/users").unwrap() }
+        OpenContext {
+            connection: "users".into(),
+            callback_url: Url::parse("http://127.0.0.1/callback/users").unwrap(),
+            issuer: Url::parse("http://127.0.0.1").unwrap(),
+        }
     }
 
     fn finish_ctx() -> FinishContext {
