@@ -45,3 +45,10 @@ mod example_connector;
 
 /// Actions through real logins: claims, scopes, metadata, denial, hostile scripts.
 mod actions;
+
+/// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
+/// home realm discovery, Single Logout.
+mod saml;
+
+/// The SAML attack catalogue of fixtures/saml/make.py, each refused with nothing left behind.
+mod saml_attacks;

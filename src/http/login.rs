@@ -144,16 +144,35 @@ pub async fn credentials(core: web::Data<Core>, page: Page, path: web::Path<Stri
     }
 }
 
+/// The request body, or `None` once it exceeds `limit` (the rest is never read).
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Option<web::Bytes> {
+    use futures_util::StreamExt as _;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.ok()?;
+        if body.len() + chunk.len() > limit {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body.freeze())
+}
+
 /// `/callback/{connection}`: GET (OAuth query) or POST (SAML, `form_post`).
 pub async fn callback(
     core: web::Data<Core>,
     req: HttpRequest,
     page: Page,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let input = if req.method() == actix_web::http::Method::POST {
-        Params::parse(&body).map(|p| CallbackInput::Form(p.into_pairs()))
+        // Read within the limit ourselves, so an oversized document gets the same error page
+        // as any other bad input rather than the framework's bare 413.
+        match read_limited(payload, crate::oauth::params::MAX_CALLBACK_BODY).await {
+            Some(body) => Params::parse_callback(&body).map(|p| CallbackInput::Form(p.into_pairs())),
+            None => Err(crate::oauth::OAuthError::invalid_request("the request is too large")),
+        }
     } else {
         Params::parse(req.query_string().as_bytes()).map(|p| CallbackInput::Query(p.into_pairs()))
     };

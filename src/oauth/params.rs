@@ -7,6 +7,9 @@ use super::error::OAuthError;
 const MAX_PARAMS: usize = 64;
 const MAX_VALUE: usize = 4096;
 pub const MAX_BODY: usize = 64 * 1024;
+/// Upstream callbacks carry whole signed documents (a SAMLResponse with a large group list,
+/// encrypted): one value may use the whole body. The connector bounds the document itself.
+pub const MAX_CALLBACK_BODY: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -14,7 +17,16 @@ pub struct Params(Vec<(String, String)>);
 impl Params {
     /// Parse `application/x-www-form-urlencoded` text (a query string or a form body).
     pub fn parse(encoded: &[u8]) -> Result<Self, OAuthError> {
-        if encoded.len() > MAX_BODY {
+        Self::parse_within(encoded, MAX_BODY, MAX_VALUE)
+    }
+
+    /// An upstream callback's form: the same rules with room for one signed document.
+    pub fn parse_callback(encoded: &[u8]) -> Result<Self, OAuthError> {
+        Self::parse_within(encoded, MAX_CALLBACK_BODY, MAX_CALLBACK_BODY)
+    }
+
+    fn parse_within(encoded: &[u8], max_body: usize, max_value: usize) -> Result<Self, OAuthError> {
+        if encoded.len() > max_body {
             return Err(OAuthError::invalid_request("the request is too large"));
         }
         let mut out: Vec<(String, String)> = Vec::new();
@@ -22,7 +34,7 @@ impl Params {
             if out.len() >= MAX_PARAMS {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
-            if v.len() > MAX_VALUE || k.len() > 128 {
+            if v.len() > max_value || k.len() > 128 {
                 return Err(OAuthError::invalid_request(format!("parameter {} is too long", truncate(&k))));
             }
             if out.iter().any(|(seen, _)| *seen == k) {

@@ -1,0 +1,328 @@
+//! The SAML attack catalogue of `fixtures/saml/make.py`: real responses signed with xmlsec1,
+//! then mutated after signing. Each one is posted to the ACS of a live login transaction;
+//! a rejection must be an error page with a correlation id, and leave no session, no user and
+//! no code behind. The catalogue and this table must list the same cases.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use base64::Engine as _;
+use gatehouse::types::UserId;
+
+use crate::harness::*;
+use crate::saml::{make_keys, root};
+
+const IDP: &str = "https://idp.attack.test/saml";
+
+/// Every case the catalogue holds, and what must happen to it here.
+const TABLE: &[(&str, Expect)] = &[
+    ("valid", Expect::Accept),
+    ("valid_both_signed", Expect::Accept),
+    ("valid_rollover", Expect::Accept),
+    ("comment_in_nameid", Expect::Accept),
+    ("cdata_in_nameid", Expect::Accept),
+    ("encrypted_valid_aes256gcm", Expect::Accept),
+    ("encrypted_valid_aes128cbc", Expect::Accept),
+    ("signature_removed", Expect::Reject),
+    ("tampered_nameid", Expect::Reject),
+    ("tampered_attribute", Expect::Reject),
+    ("xsw1", Expect::Reject),
+    ("xsw2", Expect::Reject),
+    ("xsw3", Expect::Reject),
+    ("xsw4", Expect::Reject),
+    ("xsw5", Expect::Reject),
+    ("xsw6", Expect::Reject),
+    ("xsw7", Expect::Reject),
+    ("xsw8", Expect::Reject),
+    ("duplicate_id", Expect::Reject),
+    ("attacker_keyinfo", Expect::Reject),
+    ("cloned_certificate", Expect::Reject),
+    ("sha1_signature", Expect::Reject),
+    ("hmac_signature", Expect::Reject),
+    ("xslt_transform", Expect::Reject),
+    ("xpath_transform", Expect::Reject),
+    ("reference_uri_empty", Expect::Reject),
+    ("signature_not_child", Expect::Reject),
+    ("pi_in_nameid", Expect::Reject),
+    ("doctype_xxe", Expect::Reject),
+    ("billion_laughs", Expect::Reject),
+    ("internal_entity", Expect::Reject),
+    ("wrong_audience", Expect::Reject),
+    ("wrong_recipient", Expect::Reject),
+    ("wrong_destination", Expect::Reject),
+    ("wrong_issuer", Expect::Reject),
+    ("in_response_to_other", Expect::Reject),
+    ("expired", Expect::Reject),
+    ("not_yet_valid", Expect::Reject),
+    ("two_assertions", Expect::Reject),
+    ("status_failure", Expect::Denied),
+    ("holder_of_key", Expect::Reject),
+    ("unsolicited", Expect::Reject),
+    ("response_signed_only", Expect::Reject),
+    ("oversized", Expect::Reject),
+    ("deep_nesting", Expect::Reject),
+    ("encrypted_unsigned", Expect::Reject),
+    ("encrypted_rsa15", Expect::Reject),
+    ("deflate_bomb", Expect::Redirect),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Accept,
+    /// Refused as an invalid response (possible attack).
+    Reject,
+    /// The IdP said no: refused with a way back to the application.
+    Denied,
+    /// Not a POST response: the HTTP-Redirect binding case, driven separately.
+    Redirect,
+}
+
+fn config(keys: &str) -> String {
+    let options = format!(
+        "idp_entity_id = \"{IDP}\"\nsso_url = \"https://idp.attack.test/sso\"\nslo_url = \"https://idp.attack.test/slo\"\nidp_certificate_files = [\"{keys}/idp.crt\", \"{keys}/idp2.crt\"]\nsp_key_file = \"{keys}/sp.key\"\nsp_certificate_file = \"{keys}/sp.crt\""
+    );
+    crate::harness::config("ES256").replacen("connections = [\"users\"]", "connections = [\"users\", \"acme\"]", 1)
+        + &format!("\n[[connections]]\nid = \"acme\"\ntype = \"saml\"\n[connections.options]\n{options}\n")
+}
+
+fn make_py(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3").arg(root().join("fixtures/saml/make.py")).args(args).output().unwrap();
+    assert!(out.status.success(), "make.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A login transaction waiting at the IdP: its browser, PKCE verifier, RelayState and the
+/// AuthnRequest ID (read back from the deflated SAMLRequest).
+struct Pending {
+    browser: reqwest::Client,
+    verifier: String,
+    relay_state: String,
+    request_id: String,
+}
+
+async fn pending(app: &TestApp) -> Pending {
+    let b = browser();
+    let (verifier, challenge) = pkce();
+    let r = b.get(authorize_url(app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")])).send().await.unwrap();
+    let to_idp = location(&r);
+    assert!(to_idp.starts_with("https://idp.attack.test/sso?SAMLRequest="), "{to_idp}");
+    let request = param(&to_idp, "SAMLRequest").unwrap();
+    let deflated = base64::engine::general_purpose::STANDARD.decode(request).unwrap();
+    let xml = gatehouse_connector_saml::binding::inflate(&deflated).unwrap();
+    let request_id = xml.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert!(param(&to_idp, "Signature").is_some(), "the AuthnRequest is signed (an SP key is configured)");
+    Pending { browser: b, verifier, relay_state: param(&to_idp, "RelayState").unwrap(), request_id }
+}
+
+fn session_cookie_set(r: &reqwest::Response) -> bool {
+    r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap_or("").starts_with("gh_session="))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
+    let dir = TempDir::new();
+    make_keys(&dir.0);
+    let keys = dir.0.display().to_string();
+    let app = TestApp::with(Options { config: Some(config(&keys)), ..Default::default() }).await;
+
+    // The catalogue and this table agree, case for case and verdict for verdict.
+    let catalogue = make_py(&["cases"]);
+    let mut listed = BTreeMap::new();
+    for c in catalogue.as_array().unwrap() {
+        listed.insert(c["name"].as_str().unwrap().to_owned(), c["expect"].as_str().unwrap().to_owned());
+    }
+    let table: BTreeMap<String, String> = TABLE
+        .iter()
+        .map(|(n, e)| ((*n).to_owned(), if *e == Expect::Accept { "accept" } else { "reject" }.to_owned()))
+        .collect();
+    assert_eq!(listed, table, "tests/saml_attacks.rs TABLE and make.py's catalogue differ");
+
+    // One live transaction per POST case, plus one whose ID an attack borrows.
+    let mut txns = BTreeMap::new();
+    for (name, expect) in TABLE {
+        if *expect != Expect::Redirect {
+            txns.insert(*name, pending(&app).await);
+        }
+    }
+    let other = pending(&app).await;
+    let spec = serde_json::json!({
+        "idp_entity_id": IDP,
+        "sp_entity_id": app.url("/saml/acme/metadata"),
+        "acs_url": app.url("/callback/acme"),
+        "name_id": "ada-persistent-7",
+        "email": "ada@example.com",
+        "cases": txns.iter().map(|(n, p)| ((*n).to_owned(), serde_json::Value::from(p.request_id.clone()))).collect::<serde_json::Map<_, _>>(),
+        "other_request_id": other.request_id,
+    });
+    let spec_path = dir.0.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+
+    // Rejections first, so no accepted case can have created the users they must not create.
+    for (name, expect) in TABLE.iter().filter(|(_, e)| matches!(e, Expect::Reject | Expect::Denied)) {
+        let p = &txns[name];
+        let body = responses[*name]["SAMLResponse"].as_str().unwrap();
+        let r = p
+            .browser
+            .post(app.url("/callback/acme"))
+            .form(&[("SAMLResponse", body), ("RelayState", p.relay_state.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let want = if *expect == Expect::Denied { 403 } else { 400 };
+        assert_eq!(status, want, "{name}: status");
+        assert!(r.headers().get("location").is_none(), "{name}: no redirect, so no code");
+        assert!(!session_cookie_set(&r), "{name}: no session");
+        let cid = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+        let page = r.text().await.unwrap();
+        assert!(page.contains(&cid), "{name}: an error page with the correlation id");
+        // The transaction is spent: the same browser cannot retry it with a better response.
+        // (An oversized body is refused before it is read: it never reaches the login.)
+        let live = app.core.store.transactions.get(&p.relay_state).await.unwrap().is_some();
+        assert_eq!(live, *name == "oversized", "{name}: transaction consumed");
+    }
+    let users = &app.core.store.users;
+    for who in ["samlp|acme|root-admin", "samlp|acme|ada-persistent-7", "samlp|acme|ada@example.com"] {
+        assert!(users.get(&UserId::parse(who).unwrap()).await.unwrap().is_none(), "{who} must not exist");
+    }
+
+    // The accepted cases: tokens for exactly the subject the IdP signed.
+    for (name, _) in TABLE.iter().filter(|(_, e)| *e == Expect::Accept) {
+        let p = &txns[name];
+        let case = &responses[*name];
+        let r = p
+            .browser
+            .post(app.url("/callback/acme"))
+            .form(&[("SAMLResponse", case["SAMLResponse"].as_str().unwrap()), ("RelayState", p.relay_state.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection(), "{name}: {}", r.status());
+        let done = location(&r);
+        let code = param(&done, "code").unwrap_or_else(|| panic!("{name}: {done}"));
+        let t: serde_json::Value = redeem(&app, &code, &p.verifier).await.json().await.unwrap();
+        let sub = claims(t["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_owned();
+        assert_eq!(sub, format!("samlp|acme|{}", case["subject"].as_str().unwrap()), "{name}");
+    }
+    // Comment and CDATA tricks gave the whole text, never the part before the split.
+    assert!(users.get(&UserId::parse("samlp|acme|ada@example.com").unwrap()).await.unwrap().is_none());
+
+    // The same valid response posted again: its transaction is gone.
+    let p = &txns["valid"];
+    let r = p
+        .browser
+        .post(app.url("/callback/acme"))
+        .form(&[
+            ("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()),
+            ("RelayState", p.relay_state.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+/// The assertion-ID replay cache, on its own: a connection that takes IdP-initiated
+/// responses has no transaction to consume, so only the cache stops a second use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsolicited_assertion_works_once() {
+    let dir = TempDir::new();
+    make_keys(&dir.0);
+    let keys = dir.0.display().to_string();
+    let text = config(&keys).replace(
+        "type = \"saml\"\n[connections.options]",
+        "type = \"saml\"\n[connections.idp_initiated]\nclient_id = \"web\"\n[connections.options]",
+    );
+    let app = TestApp::with(Options { config: Some(text), ..Default::default() }).await;
+    let spec = serde_json::json!({
+        "idp_entity_id": IDP,
+        "sp_entity_id": app.url("/saml/acme/metadata"),
+        "acs_url": app.url("/callback/acme"),
+        "name_id": "ada-persistent-7",
+        "email": "ada@example.com",
+        "cases": {"unsolicited": null, "valid": null},
+        "other_request_id": "_none",
+    });
+    let spec_path = dir.0.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+    let post = |body: String| {
+        let app = app.url("/callback/acme");
+        async move { browser().post(app).form(&[("SAMLResponse", body)]).send().await.unwrap() }
+    };
+    let unsolicited = responses["unsolicited"]["SAMLResponse"].as_str().unwrap().to_owned();
+    let r = post(unsolicited.clone()).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(param(&location(&r), "code").is_some());
+    // Second use, from any browser: refused by the replay cache.
+    let r = post(unsolicited).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("correlation-id"));
+}
+
+/// The HTTP-Redirect binding: a deflate bomb, correctly signed by the IdP, inflates no further
+/// than the limit and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_deflate_bomb_on_the_redirect_binding_is_refused() {
+    let dir = TempDir::new();
+    make_keys(&dir.0);
+    let keys = dir.0.display().to_string();
+    let app = TestApp::with(Options { config: Some(config(&keys)), ..Default::default() }).await;
+    // A session with an upstream to log out of: the `valid` case through a real transaction.
+    let p = pending(&app).await;
+    let spec = serde_json::json!({
+        "idp_entity_id": IDP, "sp_entity_id": app.url("/saml/acme/metadata"), "acs_url": app.url("/callback/acme"),
+        "name_id": "ada-persistent-7", "email": "ada@example.com",
+        "cases": {"valid": p.request_id, "deflate_bomb": null}, "other_request_id": "_none",
+    });
+    let spec_path = dir.0.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+    let r = p
+        .browser
+        .post(app.url("/callback/acme"))
+        .form(&[
+            ("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()),
+            ("RelayState", p.relay_state.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let code = param(&location(&r), "code").unwrap();
+    let t: serde_json::Value = redeem(&app, &code, &p.verifier).await.json().await.unwrap();
+    let r = p
+        .browser
+        .get(format!("{}?id_token_hint={}", app.url("/logout"), t["id_token"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let to_idp = location(&r);
+    assert!(to_idp.starts_with("https://idp.attack.test/slo?SAMLRequest="), "{to_idp}");
+    let relay = param(&to_idp, "RelayState").unwrap();
+
+    // The bomb, signed with the IdP's key the way the binding signs (openssl, RSA-SHA256).
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let bomb = responses["deflate_bomb"]["SAMLResponse"].as_str().unwrap();
+    let signed = format!(
+        "SAMLResponse={}&RelayState={}&SigAlg={}",
+        enc(bomb),
+        enc(&relay),
+        enc("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+    );
+    let data = dir.0.join("signed.txt");
+    std::fs::write(&data, &signed).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.0.join("idp.key"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sig = base64::engine::general_purpose::STANDARD.encode(out.stdout);
+    let r =
+        p.browser.get(format!("{}?{signed}&Signature={}", app.url("/saml/acme/slo"), enc(&sig))).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.text().await.unwrap().contains("correlation-id"));
+}
