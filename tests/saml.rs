@@ -132,7 +132,12 @@ pub const OPTIONS: &str = "idp_metadata_url = \"{idp}/metadata\"\nsp_key_file = 
 
 /// An HTML attribute value as the browser reads it.
 fn unescape(v: &str) -> String {
-    v.replace("&#x2f;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    v.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The auto-post form of a page: (action, [(name, value)]).

@@ -100,7 +100,7 @@ fn connector_dirs() -> Vec<String> {
 
 /// Documented thin wrappers, the only connectors allowed to build on another
 /// (connectors/README.md says so in their rows).
-const THIN_WRAPPERS: &[(&str, &str)] = &[("google", "oidc"), ("facebook", "oauth2")];
+const THIN_WRAPPERS: &[(&str, &str)] = &[("google", "oidc"), ("facebook", "oauth2"), ("adfs", "saml")];
 
 #[test]
 fn connector_crates_depend_only_on_the_sdk_and_protocol_crates() {

@@ -102,3 +102,49 @@ fn env_references_take_defaults() {
     assert_eq!(s.issuer.as_str(), "http://127.0.0.1:9000");
     assert_eq!(s.listen.port(), 7000);
 }
+
+#[test]
+fn home_realm_domains_are_checked_and_unique() {
+    let text = format!(
+        "{GOOD}domains = [\"@Acme.Example\", \"not a domain\"]\n[[connections]]\nid = \"other\"\ntype = \"static\"\ndomains = [\"acme.example\"]\n"
+    );
+    let errors = Settings::parse(&text, &env).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.path == "connections[0].domains[1]"), "{errors:#?}");
+    let dup = errors.iter().find(|e| e.path == "connections[1].domains").expect("a domain claimed twice");
+    assert!(dup.message.contains("acme.example is already a domain of connection users"), "{}", dup.message);
+    let ok = Settings::parse(&format!("{GOOD}domains = [\"@Acme.Example\"]\n"), &env).unwrap();
+    assert_eq!(
+        ok.connection(&ConnectionId::parse("users").unwrap()).unwrap().domains,
+        ["acme.example"],
+        "lowercased, without the @"
+    );
+}
+
+#[test]
+fn idp_initiated_logins_need_a_confidential_client_of_the_connection() {
+    let with = |lines: &str| format!("{GOOD}[connections.idp_initiated]\n{lines}\n");
+    let s = Settings::parse(&with("client_id = \"web\""), &env).unwrap();
+    let c = s.connection(&ConnectionId::parse("users").unwrap()).unwrap();
+    let target = s.idp_initiated_target(c, c.idp_initiated.as_ref().unwrap()).unwrap();
+    assert_eq!(target.redirect_uri.as_str(), "https://app.example.com/cb", "the client's first redirect URI");
+    assert!(target.scopes.contains("openid") && target.scopes.contains("email"));
+
+    let public = GOOD.replace("client_secret = \"${WEB_SECRET}\"\n", "");
+    let text = format!("{public}[connections.idp_initiated]\nclient_id = \"web\"\n");
+    let errors = Settings::parse(&text, &env).unwrap_err().0;
+    assert!(
+        errors.iter().any(|e| e.path == "connections[0].idp_initiated" && e.message.contains("public")),
+        "{errors:#?}"
+    );
+    for (lines, says) in [
+        ("client_id = \"ghost\"", "not a client"),
+        ("client_id = \"web\"\nredirect_uri = \"https://evil.example/cb\"", "not a redirect URI"),
+        ("client_id = \"web\"\nscope = \"email\"", "openid"),
+    ] {
+        let errors = Settings::parse(&with(lines), &env).unwrap_err().0;
+        assert!(
+            errors.iter().any(|e| e.path == "connections[0].idp_initiated" && e.message.contains(says)),
+            "{lines}: {errors:#?}"
+        );
+    }
+}
