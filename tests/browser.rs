@@ -135,7 +135,7 @@ impl WebDriver {
         self.request(method, format!("{}/session/{}{path}", self.driver, self.session), body).await
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         self.try_call(method.clone(), path, body).await.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
     }
 

@@ -52,3 +52,6 @@ mod saml;
 
 /// The SAML attack catalogue of fixtures/saml/make.py, each refused with nothing left behind.
 mod saml_attacks;
+
+/// A SAML login in headless Chromium: the IdP's form, its cross-origin POST to the ACS, binding.
+mod saml_browser;

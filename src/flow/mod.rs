@@ -433,7 +433,7 @@ fn connection_for_email(core: &Core, client: &crate::settings::ClientSettings, e
     client
         .connections
         .iter()
-        .find(|id| core.settings.connection(id).is_some_and(|c| c.domains.iter().any(|d| *d == domain)))
+        .find(|id| core.settings.connection(id).is_some_and(|c| c.domains.contains(&domain)))
         .cloned()
 }
 

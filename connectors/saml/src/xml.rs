@@ -201,7 +201,7 @@ fn start_element(
             ResolveResult::Unknown(_) => return Err(XmlError::UnboundPrefix),
         };
         let value = a
-            .normalized_value_with(XmlVersion::Implicit1_0, 1, |name| predefined(name))
+            .normalized_value_with(XmlVersion::Implicit1_0, 1, predefined)
             .map_err(|e| match e {
                 quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(_, name)) => {
                     XmlError::Entity(name)
