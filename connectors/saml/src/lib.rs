@@ -14,12 +14,13 @@ pub mod binding;
 pub mod decrypt;
 pub mod metadata;
 mod selftest;
+mod source;
 pub mod verify;
 pub mod xml;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assertion::{Asserted, CheckError, Expect, TRANSIENT};
 use crate::metadata::IdpDescriptor;
+use crate::source::Overrides;
 use crate::verify::{Carried, Policy, VerifyError};
 
 /// How the AuthnRequest travels to the IdP.
@@ -190,7 +192,7 @@ pub const DEFAULT_ATTRIBUTES: &[(&str, &[&str])] = &[
 /// Where the IdP's description comes from.
 enum IdpSource {
     Fixed(Arc<IdpDescriptor>),
-    Url { url: Url, refresh: Duration, http: UpstreamHttp, current: RwLock<Option<(Arc<IdpDescriptor>, Instant)>> },
+    Url(Arc<source::MetadataSource>),
 }
 
 pub struct SamlConnector {
@@ -200,7 +202,6 @@ pub struct SamlConnector {
     acs_url: String,
     slo_return_url: String,
     source: IdpSource,
-    overrides: Overrides,
     sp_key: Option<PKey<Private>>,
     sp_certificate: Option<Vec<u8>>,
     sign_requests: bool,
@@ -211,37 +212,7 @@ pub struct SamlConnector {
     max_age: Duration,
     user_id_attributes: Vec<String>,
     trust_email: bool,
-    /// Serialises metadata refreshes so a burst of logins makes one fetch.
-    refreshing: tokio::sync::Mutex<()>,
     warned_sha1: Mutex<bool>,
-}
-
-/// Explicit settings that win over metadata.
-#[derive(Clone, Default)]
-struct Overrides {
-    entity_id: Option<String>,
-    sso_url: Option<Url>,
-    slo_url: Option<Url>,
-    certificates: Vec<Vec<u8>>,
-}
-
-impl Overrides {
-    fn apply(&self, mut d: IdpDescriptor) -> IdpDescriptor {
-        if let Some(e) = &self.entity_id {
-            d.entity_id = e.clone();
-        }
-        if let Some(u) = &self.sso_url {
-            d.sso_redirect = Some(u.to_string());
-            d.sso_post = Some(u.to_string());
-        }
-        if let Some(u) = &self.slo_url {
-            d.slo_redirect = Some(u.to_string());
-        }
-        if !self.certificates.is_empty() {
-            d.certificates = self.certificates.clone();
-        }
-        d
-    }
 }
 
 fn misconfigured(msg: impl Into<String>) -> ConnectorError {
@@ -287,12 +258,15 @@ impl Config {
             }
             (None, Some(url)) => {
                 let timeout = Duration::from_millis(self.timeout_ms.unwrap_or(10_000));
-                IdpSource::Url {
-                    url: url.clone(),
-                    refresh: Duration::from_secs(self.metadata_refresh_secs.max(60)),
-                    http: UpstreamHttp::new(timeout, xml::Limits::METADATA.max_bytes)?,
-                    current: RwLock::new(None),
-                }
+                let source = Arc::new(source::MetadataSource::new(
+                    ctx.connection.clone(),
+                    url.clone(),
+                    Duration::from_secs(self.metadata_refresh_secs.max(1)),
+                    UpstreamHttp::new(timeout, xml::Limits::METADATA.max_bytes)?,
+                    overrides.clone(),
+                ));
+                source.spawn_refresher();
+                IdpSource::Url(source)
             }
             (None, None) => {
                 // Everything explicit: entity ID, SSO URL and at least one certificate.
@@ -357,7 +331,6 @@ impl Config {
             acs_url: ctx.callback_url.to_string(),
             slo_return_url: format!("{base}/saml/{}/slo", ctx.connection),
             source,
-            overrides,
             sp_key,
             sp_certificate,
             sign_requests,
@@ -368,7 +341,6 @@ impl Config {
             max_age: Duration::from_secs(self.max_assertion_age_secs),
             user_id_attributes: self.user_id_attributes,
             trust_email: self.trust_email,
-            refreshing: tokio::sync::Mutex::new(()),
             warned_sha1: Mutex::new(false),
         })
     }
@@ -409,49 +381,11 @@ fn invalid(msg: impl Into<String>) -> ConnectorError {
 }
 
 impl SamlConnector {
-    /// The IdP as currently known; fetches metadata when it is missing or stale, and keeps
-    /// the last good copy when a refresh fails.
+    /// The IdP as currently known (see [`source::MetadataSource`] for metadata URLs).
     pub async fn idp(&self) -> Result<Arc<IdpDescriptor>, ConnectorError> {
-        let IdpSource::Url { url, refresh, http, current } = &self.source else {
-            let IdpSource::Fixed(d) = &self.source else { unreachable!() };
-            return Ok(d.clone());
-        };
-        let fresh = |c: &Option<(Arc<IdpDescriptor>, Instant)>| {
-            c.as_ref().filter(|(_, at)| at.elapsed() < *refresh).map(|(d, _)| d.clone())
-        };
-        if let Some(d) = fresh(&current.read().expect("metadata lock")) {
-            return Ok(d);
-        }
-        let _one = self.refreshing.lock().await;
-        if let Some(d) = fresh(&current.read().expect("metadata lock")) {
-            return Ok(d);
-        }
-        let fetched = async {
-            let res = http.send(http.request(reqwest_get(), url)).await?;
-            if !res.status.is_success() {
-                return Err(ConnectorError::Upstream(format!("IdP metadata: HTTP {}", res.status)));
-            }
-            let text = String::from_utf8(res.body).map_err(|_| invalid("IdP metadata is not UTF-8"))?;
-            metadata::parse_idp(&text, self.overrides.entity_id.as_deref()).map_err(|e| invalid(e.to_string()))
-        }
-        .await;
-        let mut guard = current.write().expect("metadata lock");
-        match fetched {
-            Ok(d) => {
-                let d = Arc::new(self.overrides.apply(d));
-                tracing::info!(connection = %self.connection, certificates = d.certificates.len(), "IdP metadata loaded");
-                *guard = Some((d.clone(), Instant::now()));
-                Ok(d)
-            }
-            Err(e) => match guard.as_mut() {
-                Some((d, at)) => {
-                    tracing::warn!(connection = %self.connection, error = %e, "IdP metadata refresh failed; keeping the last good copy");
-                    // Retry in a minute rather than at every login.
-                    *at = Instant::now() - *refresh + Duration::from_secs(60).min(*refresh);
-                    Ok(d.clone())
-                }
-                None => Err(e),
-            },
+        match &self.source {
+            IdpSource::Fixed(d) => Ok(d.clone()),
+            IdpSource::Url(source) => source.get().await,
         }
     }
 
@@ -607,10 +541,6 @@ impl SamlConnector {
         };
         pick.ok_or_else(|| misconfigured("the IdP offers no SingleSignOnService for the chosen binding"))
     }
-}
-
-fn reqwest_get() -> gatehouse_connector::http::Method {
-    gatehouse_connector::http::Method::GET
 }
 
 /// Parse, decrypt when needed, verify. Synchronous: runs on a blocking thread.

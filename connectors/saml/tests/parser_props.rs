@@ -320,11 +320,10 @@ impl Tree {
     fn measure(&self) -> (usize, usize, usize) {
         match self {
             Tree::Text(_) => (0, 0, 0),
-            Tree::Element { attrs, children } => {
-                children.iter().map(Tree::measure).fold((1, 1, *attrs), |(d, n, a), (cd, cn, ca)| {
-                    (d.max(cd + 1), n + cn, a.max(ca))
-                })
-            }
+            Tree::Element { attrs, children } => children
+                .iter()
+                .map(Tree::measure)
+                .fold((1, 1, *attrs), |(d, n, a), (cd, cn, ca)| (d.max(cd + 1), n + cn, a.max(ca))),
         }
     }
 }
@@ -492,12 +491,20 @@ const CIPHER_CLOSE: &str = "</xenc:CipherValue>";
 /// What to do to one CipherValue: the wrapped key (the first) or the content (the last).
 #[derive(Debug, Clone)]
 enum CipherMutation {
-    Flip { at: Index, bit: u8 },
-    Truncate { keep: Index },
+    Flip {
+        at: Index,
+        bit: u8,
+    },
+    Truncate {
+        keep: Index,
+    },
     Append(Vec<u8>),
     Replace(Vec<u8>),
     /// Text-level: a character base64 does not have, or whitespace it skips.
-    Text { at: Index, ch: char },
+    Text {
+        at: Index,
+        ch: char,
+    },
 }
 
 fn cipher_mutation() -> impl Strategy<Value = CipherMutation> {
