@@ -326,3 +326,121 @@ async fn a_signed_deflate_bomb_on_the_redirect_binding_is_refused() {
     assert!(r.headers().get("location").is_none());
     assert!(r.text().await.unwrap().contains("correlation-id"));
 }
+
+/// Two Gatehouse processes on one Redis: a SAML login started on one node finishes at the
+/// other's ACS, and an assertion accepted by one node is refused by the other (the replay
+/// cache is the store's, not a node's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_one_redis_share_transactions_and_the_assertion_replay_cache() {
+    use crate::redis_harness::TestRedis;
+    let redis = TestRedis::start();
+    let dir = TempDir::new();
+    make_keys(&dir.0);
+    let keys = dir.0.display().to_string();
+    let (pa, pb) = (free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{pa}");
+    let config = format!(
+        r#"issuer = "{issuer}"
+[store]
+kind = "redis"
+url = "{redis}"
+key_prefix = "gh-saml-{tag}"
+[[clients]]
+client_id = "web"
+client_secret = "{WEB_SECRET}"
+redirect_uris = ["{WEB_REDIRECT}"]
+connections = ["acme"]
+[[connections]]
+id = "acme"
+type = "saml"
+[connections.idp_initiated]
+client_id = "web"
+[connections.options]
+idp_entity_id = "{IDP}"
+sso_url = "https://idp.attack.test/sso"
+idp_certificate_files = ["{keys}/idp.crt"]
+sp_key_file = "{keys}/sp.key"
+sp_certificate_file = "{keys}/sp.crt"
+"#,
+        redis = redis.url(),
+        tag = gatehouse::types::random_token(6),
+    );
+    let path = dir.0.join("gatehouse.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap();
+    let node = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        spawn_node(
+            &dir.0,
+            port,
+            &["serve", "--config", path, "--listen", &listen],
+            &[("GATEHOUSE_LOG", "warn")],
+            std::process::Stdio::null(),
+        )
+    };
+    let (a, b) = (node(pa), node(pb));
+
+    // Start at node A; the IdP's POST lands on node B.
+    let browser = browser();
+    let (verifier, challenge) = pkce();
+    let mut url = url::Url::parse(&a.url("/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs([
+        ("response_type", "code"),
+        ("client_id", "web"),
+        ("redirect_uri", WEB_REDIRECT),
+        ("scope", "openid"),
+        ("state", "s1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    let r = browser.get(url.as_str()).send().await.unwrap();
+    let to_idp = location(&r);
+    let relay = param(&to_idp, "RelayState").unwrap();
+    let deflated = base64::engine::general_purpose::STANDARD.decode(param(&to_idp, "SAMLRequest").unwrap()).unwrap();
+    let xml = gatehouse_connector_saml::binding::inflate(&deflated).unwrap();
+    let request_id = xml.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let spec = serde_json::json!({
+        "idp_entity_id": IDP, "sp_entity_id": format!("{issuer}/saml/acme/metadata"), "acs_url": format!("{issuer}/callback/acme"),
+        "name_id": "ada-persistent-7", "email": "ada@example.com",
+        "cases": {"valid": request_id, "unsolicited": null}, "other_request_id": "_none",
+    });
+    let spec_path = dir.0.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+    let r = browser
+        .post(b.url("/callback/acme"))
+        .form(&[("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()), ("RelayState", relay.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a login started on A finishes on B");
+    let code = param(&location(&r), "code").unwrap();
+    let t = http()
+        .post(a.url("/token"))
+        .basic_auth("web", Some(WEB_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", WEB_REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status(), 200);
+
+    // An IdP-initiated response accepted by A is refused by B.
+    let unsolicited = responses["unsolicited"]["SAMLResponse"].as_str().unwrap();
+    let r = http_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(a.url("/callback/acme"))
+        .form(&[("SAMLResponse", unsolicited)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "first use, on A");
+    let r = http().post(b.url("/callback/acme")).form(&[("SAMLResponse", unsolicited)]).send().await.unwrap();
+    assert_eq!(r.status(), 400, "the replay, on B");
+}
