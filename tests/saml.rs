@@ -361,6 +361,12 @@ async fn home_realm_discovery_sends_an_email_domain_to_its_connection() {
     assert!(location(&r).starts_with(&s.idps[0].base), "identifier first from login_hint");
 }
 
+/// The IdP's "sign in to this app" link: its auto-post form of an unsolicited response.
+async fn idp_initiated(b: &reqwest::Client, idp: &SamlIdp) -> (String, Vec<(String, String)>) {
+    let page = b.get(format!("{}/idp-initiated?user=ada&password=ada-pw", idp.base)).send().await.unwrap();
+    autopost(&page.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idp_initiated_logins_land_once_at_the_configured_client() {
     let s = setup(&[
@@ -375,15 +381,7 @@ async fn idp_initiated_logins_land_once_at_the_configured_client() {
     ])
     .await;
     let b = browser();
-    let page = b
-        .get(format!("{}/idp-initiated?user=ada&password=ada-pw", s.idps[0].base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, fields) = autopost(&page);
+    let (action, fields) = idp_initiated(&b, &s.idps[0]).await;
     assert_eq!(action, s.app.url("/callback/portal"));
     let r = b.post(&action).form(&fields).send().await.unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
@@ -411,15 +409,7 @@ async fn idp_initiated_logins_land_once_at_the_configured_client() {
     assert!(r.text().await.unwrap().contains("correlation-id"));
 
     // A connection that did not opt in refuses unsolicited responses.
-    let page = b
-        .get(format!("{}/idp-initiated?user=ada&password=ada-pw", s.idps[1].base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, fields) = autopost(&page);
+    let (action, fields) = idp_initiated(&b, &s.idps[1]).await;
     let r = b.post(&action).form(&fields).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());

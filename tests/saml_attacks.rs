@@ -100,18 +100,60 @@ struct Pending {
     request_id: String,
 }
 
+/// The AuthnRequest ID of a redirect to the IdP, read back from the deflated SAMLRequest.
+fn request_id(to_idp: &str) -> String {
+    let deflated = base64::engine::general_purpose::STANDARD.decode(param(to_idp, "SAMLRequest").unwrap()).unwrap();
+    let xml = gatehouse_connector_saml::binding::inflate(&deflated).unwrap();
+    xml.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+/// Responses from the fixture generator for `cases` (case -> request ID or null), for the
+/// node at `issuer` and its connection `acme`.
+fn responses(dir: &TempDir, issuer: &str, cases: serde_json::Value, other_request_id: &str) -> serde_json::Value {
+    let spec = serde_json::json!({
+        "idp_entity_id": IDP,
+        "sp_entity_id": format!("{issuer}/saml/acme/metadata"),
+        "acs_url": format!("{issuer}/callback/acme"),
+        "name_id": "ada-persistent-7",
+        "email": "ada@example.com",
+        "cases": cases,
+        "other_request_id": other_request_id,
+    });
+    let spec_path = dir.0.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    make_py(&["responses", "--keys", dir.0.to_str().unwrap(), "--spec", spec_path.to_str().unwrap()])
+}
+
+impl Pending {
+    /// The IdP's POST of `case` to the ACS at `acs`, from this transaction's browser.
+    async fn post(&self, acs: &str, responses: &serde_json::Value, case: &str) -> reqwest::Response {
+        let body = responses[case]["SAMLResponse"].as_str().unwrap();
+        self.browser
+            .post(acs)
+            .form(&[("SAMLResponse", body), ("RelayState", self.relay_state.as_str())])
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 async fn pending(app: &TestApp) -> Pending {
-    let b = browser();
     let (verifier, challenge) = pkce();
-    let r = b.get(authorize_url(app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")])).send().await.unwrap();
+    pending_at(authorize_url(app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")]), verifier).await
+}
+
+async fn pending_at(authorize: String, verifier: String) -> Pending {
+    let b = browser();
+    let r = b.get(authorize).send().await.unwrap();
     let to_idp = location(&r);
     assert!(to_idp.starts_with("https://idp.attack.test/sso?SAMLRequest="), "{to_idp}");
-    let request = param(&to_idp, "SAMLRequest").unwrap();
-    let deflated = base64::engine::general_purpose::STANDARD.decode(request).unwrap();
-    let xml = gatehouse_connector_saml::binding::inflate(&deflated).unwrap();
-    let request_id = xml.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     assert!(param(&to_idp, "Signature").is_some(), "the AuthnRequest is signed (an SP key is configured)");
-    Pending { browser: b, verifier, relay_state: param(&to_idp, "RelayState").unwrap(), request_id }
+    Pending {
+        browser: b,
+        verifier,
+        relay_state: param(&to_idp, "RelayState").unwrap(),
+        request_id: request_id(&to_idp),
+    }
 }
 
 fn session_cookie_set(r: &reqwest::Response) -> bool {
@@ -145,30 +187,15 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
         }
     }
     let other = pending(&app).await;
-    let spec = serde_json::json!({
-        "idp_entity_id": IDP,
-        "sp_entity_id": app.url("/saml/acme/metadata"),
-        "acs_url": app.url("/callback/acme"),
-        "name_id": "ada-persistent-7",
-        "email": "ada@example.com",
-        "cases": txns.iter().map(|(n, p)| ((*n).to_owned(), serde_json::Value::from(p.request_id.clone()))).collect::<serde_json::Map<_, _>>(),
-        "other_request_id": other.request_id,
-    });
-    let spec_path = dir.0.join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+    let cases: serde_json::Map<_, _> =
+        txns.iter().map(|(n, p)| ((*n).to_owned(), serde_json::Value::from(p.request_id.clone()))).collect();
+    let responses = responses(&dir, &app.issuer, cases.into(), &other.request_id);
+    let acs = app.url("/callback/acme");
 
     // Rejections first, so no accepted case can have created the users they must not create.
     for (name, expect) in TABLE.iter().filter(|(_, e)| matches!(e, Expect::Reject | Expect::Denied)) {
         let p = &txns[name];
-        let body = responses[*name]["SAMLResponse"].as_str().unwrap();
-        let r = p
-            .browser
-            .post(app.url("/callback/acme"))
-            .form(&[("SAMLResponse", body), ("RelayState", p.relay_state.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let r = p.post(&acs, &responses, name).await;
         let status = r.status().as_u16();
         let want = if *expect == Expect::Denied { 403 } else { 400 };
         assert_eq!(status, want, "{name}: status");
@@ -189,38 +216,19 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
 
     // The accepted cases: tokens for exactly the subject the IdP signed.
     for (name, _) in TABLE.iter().filter(|(_, e)| *e == Expect::Accept) {
-        let p = &txns[name];
-        let case = &responses[*name];
-        let r = p
-            .browser
-            .post(app.url("/callback/acme"))
-            .form(&[("SAMLResponse", case["SAMLResponse"].as_str().unwrap()), ("RelayState", p.relay_state.as_str())])
-            .send()
-            .await
-            .unwrap();
+        let r = txns[name].post(&acs, &responses, name).await;
         assert!(r.status().is_redirection(), "{name}: {}", r.status());
         let done = location(&r);
         let code = param(&done, "code").unwrap_or_else(|| panic!("{name}: {done}"));
-        let t: serde_json::Value = redeem(&app, &code, &p.verifier).await.json().await.unwrap();
+        let t: serde_json::Value = redeem(&app, &code, &txns[name].verifier).await.json().await.unwrap();
         let sub = claims(t["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_owned();
-        assert_eq!(sub, format!("samlp|acme|{}", case["subject"].as_str().unwrap()), "{name}");
+        assert_eq!(sub, format!("samlp|acme|{}", responses[*name]["subject"].as_str().unwrap()), "{name}");
     }
     // Comment and CDATA tricks gave the whole text, never the part before the split.
     assert!(users.get(&UserId::parse("samlp|acme|ada@example.com").unwrap()).await.unwrap().is_none());
 
     // The same valid response posted again: its transaction is gone.
-    let p = &txns["valid"];
-    let r = p
-        .browser
-        .post(app.url("/callback/acme"))
-        .form(&[
-            ("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()),
-            ("RelayState", p.relay_state.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(txns["valid"].post(&acs, &responses, "valid").await.status(), 400);
 }
 
 /// The assertion-ID replay cache, on its own: a connection that takes IdP-initiated
@@ -235,18 +243,7 @@ async fn an_unsolicited_assertion_works_once() {
         "type = \"saml\"\n[connections.idp_initiated]\nclient_id = \"web\"\n[connections.options]",
     );
     let app = TestApp::with(Options { config: Some(text), ..Default::default() }).await;
-    let spec = serde_json::json!({
-        "idp_entity_id": IDP,
-        "sp_entity_id": app.url("/saml/acme/metadata"),
-        "acs_url": app.url("/callback/acme"),
-        "name_id": "ada-persistent-7",
-        "email": "ada@example.com",
-        "cases": {"unsolicited": null, "valid": null},
-        "other_request_id": "_none",
-    });
-    let spec_path = dir.0.join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
+    let responses = responses(&dir, &app.issuer, serde_json::json!({"unsolicited": null}), "_none");
     let post = |body: String| {
         let app = app.url("/callback/acme");
         async move { browser().post(app).form(&[("SAMLResponse", body)]).send().await.unwrap() }
@@ -271,24 +268,9 @@ async fn a_signed_deflate_bomb_on_the_redirect_binding_is_refused() {
     let app = TestApp::with(Options { config: Some(config(&keys)), ..Default::default() }).await;
     // A session with an upstream to log out of: the `valid` case through a real transaction.
     let p = pending(&app).await;
-    let spec = serde_json::json!({
-        "idp_entity_id": IDP, "sp_entity_id": app.url("/saml/acme/metadata"), "acs_url": app.url("/callback/acme"),
-        "name_id": "ada-persistent-7", "email": "ada@example.com",
-        "cases": {"valid": p.request_id, "deflate_bomb": null}, "other_request_id": "_none",
-    });
-    let spec_path = dir.0.join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
-    let r = p
-        .browser
-        .post(app.url("/callback/acme"))
-        .form(&[
-            ("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()),
-            ("RelayState", p.relay_state.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let cases = serde_json::json!({"valid": p.request_id, "deflate_bomb": null});
+    let responses = responses(&dir, &app.issuer, cases, "_none");
+    let r = p.post(&app.url("/callback/acme"), &responses, "valid").await;
     let code = param(&location(&r), "code").unwrap();
     let t: serde_json::Value = redeem(&app, &code, &p.verifier).await.json().await.unwrap();
     let r = p
@@ -381,7 +363,6 @@ sp_certificate_file = "{keys}/sp.crt"
     let (a, b) = (node(pa), node(pb));
 
     // Start at node A; the IdP's POST lands on node B.
-    let browser = browser();
     let (verifier, challenge) = pkce();
     let mut url = url::Url::parse(&a.url("/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs([
@@ -393,26 +374,10 @@ sp_certificate_file = "{keys}/sp.crt"
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ]);
-    let r = browser.get(url.as_str()).send().await.unwrap();
-    let to_idp = location(&r);
-    let relay = param(&to_idp, "RelayState").unwrap();
-    let deflated = base64::engine::general_purpose::STANDARD.decode(param(&to_idp, "SAMLRequest").unwrap()).unwrap();
-    let xml = gatehouse_connector_saml::binding::inflate(&deflated).unwrap();
-    let request_id = xml.split(" ID=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let spec = serde_json::json!({
-        "idp_entity_id": IDP, "sp_entity_id": format!("{issuer}/saml/acme/metadata"), "acs_url": format!("{issuer}/callback/acme"),
-        "name_id": "ada-persistent-7", "email": "ada@example.com",
-        "cases": {"valid": request_id, "unsolicited": null}, "other_request_id": "_none",
-    });
-    let spec_path = dir.0.join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let responses = make_py(&["responses", "--keys", &keys, "--spec", spec_path.to_str().unwrap()]);
-    let r = browser
-        .post(b.url("/callback/acme"))
-        .form(&[("SAMLResponse", responses["valid"]["SAMLResponse"].as_str().unwrap()), ("RelayState", relay.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let p = pending_at(url.to_string(), verifier).await;
+    let cases = serde_json::json!({"valid": p.request_id, "unsolicited": null});
+    let responses = responses(&dir, &issuer, cases, "_none");
+    let r = p.post(&b.url("/callback/acme"), &responses, "valid").await;
     assert_eq!(r.status(), 303, "a login started on A finishes on B");
     let code = param(&location(&r), "code").unwrap();
     let t = http()
@@ -422,7 +387,7 @@ sp_certificate_file = "{keys}/sp.crt"
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", WEB_REDIRECT),
-            ("code_verifier", verifier.as_str()),
+            ("code_verifier", p.verifier.as_str()),
         ])
         .send()
         .await

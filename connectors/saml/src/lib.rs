@@ -602,7 +602,9 @@ impl Connector for SamlConnector {
         let key = if self.sign_requests { self.sp_key.as_ref() } else { None };
         if idp.want_authn_requests_signed && key.is_none() {
             // The IdP would refuse the request: say why here rather than on its error page.
-            return Err(misconfigured("the IdP wants signed AuthnRequests: configure sp_key_file and sp_certificate_file"));
+            return Err(misconfigured(
+                "the IdP wants signed AuthnRequests: configure sp_key_file and sp_certificate_file",
+            ));
         }
         let state = state_bytes(&LoginState { request_id: id.clone() });
         // RelayState is the transaction id: it finds the transaction, which Gatehouse binds to
