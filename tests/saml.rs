@@ -209,13 +209,23 @@ pub async fn tokens(s: &Setup, connection: &str, scope: &str) -> serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
-    let s = setup(&[Conn {
-        id: "acme",
-        kind: "saml",
-        lines: "display_name = \"Acme SSO\"",
-        options: OPTIONS,
-        idp: serde_json::json!({}),
-    }])
+    let s = setup(&[
+        Conn {
+            id: "acme",
+            kind: "saml",
+            lines: "display_name = \"Acme SSO\"",
+            options: OPTIONS,
+            idp: serde_json::json!({}),
+        },
+        // An IdP of another organisation vouching for an acme.test address: not believed.
+        Conn {
+            id: "other",
+            kind: "saml",
+            lines: "domains = [\"other.test\"]",
+            options: OPTIONS,
+            idp: serde_json::json!({}),
+        },
+    ])
     .await;
     // The SP metadata an IdP admin imports.
     let meta = get(s.app.url("/saml/acme/metadata")).await.unwrap();
@@ -246,6 +256,10 @@ async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
     assert_eq!(user.identities[0].profile_data["displayName"], "Ada Lovelace", "every attribute is kept");
     assert_eq!(user.groups, ["engineering", "admins"]);
     assert_eq!(user.logins_count, 2);
+
+    let t = tokens(&s, "other", "openid email").await;
+    let id = claims(t["id_token"].as_str().unwrap());
+    assert_eq!((id["email"].as_str(), id["email_verified"].as_bool()), (Some("ada@acme.test"), Some(false)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,6 +399,9 @@ async fn idp_initiated_logins_land_once_at_the_configured_client() {
     assert_eq!(action, s.app.url("/callback/portal"));
     let r = b.post(&action).form(&fields).send().await.unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
+    // Login CSRF: anyone may post such a response from any page, so it opens no SSO session.
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect();
+    assert!(!cookies.iter().any(|c| c.starts_with("gh_session=")), "{cookies:?}");
     let done = location(&r);
     assert!(done.starts_with(WEB_REDIRECT), "{done}");
     assert_eq!(param(&done, "state"), None, "no client request, no state");

@@ -409,3 +409,24 @@ sp_certificate_file = "{keys}/sp.crt"
     let r = http().post(b.url("/callback/acme")).form(&[("SAMLResponse", unsolicited)]).send().await.unwrap();
     assert_eq!(r.status(), 400, "the replay, on B");
 }
+
+/// `encryption_algorithms` pins the content cipher: its label is not authenticated, so an
+/// attacker holding a GCM ciphertext could otherwise present it as CBC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_content_cipher_refuses_the_others() {
+    let dir = TempDir::new();
+    make_keys(&dir.0);
+    let keys = dir.0.display().to_string();
+    let text = config(&keys).replace("sp_key_file =", "encryption_algorithms = [\"aes256-gcm\"]\nsp_key_file =");
+    let app = TestApp::with(Options { config: Some(text), ..Default::default() }).await;
+    let (gcm, cbc) = (pending(&app).await, pending(&app).await);
+    let cases =
+        serde_json::json!({"encrypted_valid_aes256gcm": gcm.request_id, "encrypted_valid_aes128cbc": cbc.request_id});
+    let responses = responses(&dir, &app.issuer, cases, "_none");
+    let acs = app.url("/callback/acme");
+    let r = cbc.post(&acs, &responses, "encrypted_valid_aes128cbc").await;
+    assert_eq!(r.status(), 400, "CBC is not on the list");
+    let r = gcm.post(&acs, &responses, "encrypted_valid_aes256gcm").await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(param(&location(&r), "code").is_some());
+}

@@ -675,6 +675,21 @@ async fn unsolicited(
     complete(core, txn, &conn, identity, browser).await
 }
 
+/// A connection that claims email domains vouches only for addresses in them: an IdP of
+/// acme.example saying an @other.example address is verified is not believed (with linking
+/// on, that would hand it other organisations' accounts).
+fn scope_verified_email(conn: &Connection, mut identity: UpstreamIdentity) -> UpstreamIdentity {
+    let domains = &conn.settings.domains;
+    if identity.email_verified && !domains.is_empty() {
+        let domain = identity.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d.to_ascii_lowercase());
+        if !domain.is_some_and(|d| domains.contains(&d)) {
+            tracing::info!(connection = %conn.settings.id, "email outside the connection's domains: not treated as verified");
+            identity.email_verified = false;
+        }
+    }
+    identity
+}
+
 /// The one place that orders the steps after an upstream identity is known.
 async fn complete(
     core: &Core,
@@ -683,6 +698,7 @@ async fn complete(
     identity: UpstreamIdentity,
     browser: &Browser,
 ) -> Result<Outcome, FlowError> {
+    let identity = scope_verified_email(conn, identity);
     let now = core.clock.now();
     let strategy = conn.connector.strategy().to_owned();
     let (connection, policy) = (&conn.settings.id, &conn.settings.profile);
@@ -743,29 +759,38 @@ async fn complete(
                     amr,
                     custom,
                     action,
-                    open_session: true,
-                    sid: None,
+                    // IdP-initiated: no SSO session, now or after the redirect (see below).
+                    open_session: !txn.request.unsolicited,
+                    sid: txn.request.unsolicited.then(|| random_token(16)),
                     upstream: identity.upstream_session.clone(),
                 };
                 return pause(core, &txn.request, Pause { to, resume }, browser).await;
             }
         };
+    let new_session = session::NewSession {
+        user_id: &user.user_id,
+        connection: &conn.settings.id,
+        amr,
+        now: auth_time,
+        ttl: core.settings.session.ttl,
+        upstream: identity.upstream_session.clone(),
+    };
+    if txn.request.unsolicited {
+        // An IdP-initiated login was started by nobody in this browser: anyone holding such a
+        // response can post it from any page (login CSRF). It gets its code, but opens no SSO
+        // session and leaves the browser's own session alone, so no other application is
+        // signed in as whoever the response names.
+        let record = session::detached(new_session);
+        let next = respond_with_code(core, &txn.request, &record, &custom).await?;
+        core.metrics.login(conn.settings.id.as_str(), "success");
+        tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "IdP-initiated login completed");
+        return Ok(Outcome::next(next));
+    }
     // A new session id at every login: a cookie planted before login is worthless after.
     if let Some(old) = browser.session.as_deref() {
         session::close(&core.store, old).await?;
     }
-    let opened = session::open(
-        &core.store,
-        session::NewSession {
-            user_id: &user.user_id,
-            connection: &conn.settings.id,
-            amr,
-            now: auth_time,
-            ttl: core.settings.session.ttl,
-            upstream: identity.upstream_session.clone(),
-        },
-    )
-    .await?;
+    let opened = session::open(&core.store, new_session).await?;
     let next = respond_with_code(core, &txn.request, &opened.record, &custom).await?;
     core.metrics.login(conn.settings.id.as_str(), "success");
     tracing::info!(connection = %conn.settings.id, user_id = %user.user_id, client_id = %txn.request.client_id, "login completed");

@@ -45,18 +45,24 @@ pub struct NewSession<'a> {
 pub async fn open(store: &Store, new: NewSession<'_>) -> StoreResult<Opened> {
     let cookie = random_token(32);
     let ttl = new.ttl;
-    let record = SessionRecord {
+    let record = detached(new);
+    store.sessions.put(SecretHash::of(&cookie), &record, ttl).await?;
+    Ok(Opened { record, cookie })
+}
+
+/// A session record that is never stored and has no cookie: the tokens of one login that
+/// must not sign the browser in (an IdP-initiated login).
+pub fn detached(new: NewSession<'_>) -> SessionRecord {
+    SessionRecord {
         sid: random_token(16),
         user_id: new.user_id.clone(),
         connection: new.connection.clone(),
         auth_time: new.now,
         amr: new.amr,
         created_at: new.now,
-        expires_at: new.now + ttl,
+        expires_at: new.now + new.ttl,
         upstream: new.upstream,
-    };
-    store.sessions.put(SecretHash::of(&cookie), &record, ttl).await?;
-    Ok(Opened { record, cookie })
+    }
 }
 
 /// The live session behind a cookie value, if any.

@@ -47,7 +47,8 @@ pub struct Asserted {
     pub session_index: Option<String>,
     pub authn_instant: Option<SystemTime>,
     pub authn_context: Option<String>,
-    /// Until when the assertion could be presented; the replay cache keeps its ID that long.
+    /// After this no check here would accept the assertion (IssueInstant + max age + skew):
+    /// the replay cache keeps its ID that long, whatever its other time bounds say.
     pub valid_until: SystemTime,
     pub attributes: Vec<Attribute>,
 }
@@ -150,7 +151,8 @@ pub fn check(v: &Verified, expect: &Expect<'_>) -> Result<Asserted, CheckError> 
     if issued > now + skew {
         return Err(invalid("assertion issued in the future"));
     }
-    if issued + expect.max_age + skew < now {
+    let acceptable_until = issued + expect.max_age + skew;
+    if acceptable_until < now {
         return Err(invalid("assertion is too old"));
     }
 
@@ -202,11 +204,17 @@ pub fn check(v: &Verified, expect: &Expect<'_>) -> Result<Asserted, CheckError> 
         confirmed_until = Some(until);
         break;
     }
-    let confirmed_until = confirmed_until.ok_or_else(|| invalid(why))?;
+    confirmed_until.ok_or_else(|| invalid(why))?;
 
-    // Conditions: time window and audience.
-    let mut valid_until = confirmed_until;
+    // Conditions: time window and audience; a condition we do not know makes the assertion
+    // indeterminate (SAML core 2.5.1.1), which is a refusal.
     if let Some(cond) = a.child(ASSERTION, "Conditions") {
+        if let Some(unknown) = cond.elements().find(|c| {
+            !(c.ns == ASSERTION
+                && matches!(c.local.as_str(), "AudienceRestriction" | "OneTimeUse" | "ProxyRestriction"))
+        }) {
+            return Err(invalid(format!("unknown condition <{}>", crate::printable(&unknown.local))));
+        }
         if a.children_named(ASSERTION, "Conditions").count() > 1 {
             return Err(invalid("several Conditions"));
         }
@@ -215,11 +223,10 @@ pub fn check(v: &Verified, expect: &Expect<'_>) -> Result<Asserted, CheckError> 
         {
             return Err(invalid("assertion is not yet valid"));
         }
-        if let Some(na) = time_attr(cond, "NotOnOrAfter")? {
-            if now >= na + skew {
-                return Err(invalid("assertion has expired"));
-            }
-            valid_until = valid_until.max(na);
+        if let Some(na) = time_attr(cond, "NotOnOrAfter")?
+            && now >= na + skew
+        {
+            return Err(invalid("assertion has expired"));
         }
         let restrictions: Vec<&Element> = cond.children_named(ASSERTION, "AudienceRestriction").collect();
         if restrictions.is_empty() {
@@ -277,7 +284,98 @@ pub fn check(v: &Verified, expect: &Expect<'_>) -> Result<Asserted, CheckError> 
         session_index,
         authn_instant,
         authn_context,
-        valid_until,
+        valid_until: acceptable_until,
         attributes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::xml::{Limits, parse};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(offset: i64) -> String {
+        crate::binding::instant(UNIX_EPOCH + Duration::from_secs(NOW.checked_add_signed(offset).unwrap()))
+    }
+
+    /// A response and its assertion as `check` sees them after verification.
+    fn verified(conditions_extra: &str, confirmations: &str) -> Verified {
+        let response = format!(
+            r#"<samlp:Response xmlns:samlp="{PROTOCOL}" xmlns:saml="{ASSERTION}" ID="_r" Version="2.0" Destination="https://sp/acs" InResponseTo="_req"><samlp:Status><samlp:StatusCode Value="{SUCCESS}"/></samlp:Status></samlp:Response>"#
+        );
+        let assertion = format!(
+            r#"<saml:Assertion xmlns:saml="{ASSERTION}" ID="_a" Version="2.0" IssueInstant="{issued}"><saml:Issuer>https://idp</saml:Issuer><saml:Subject><saml:NameID>ada</saml:NameID>{confirmations}</saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{na}"><saml:AudienceRestriction><saml:Audience>https://sp</saml:Audience></saml:AudienceRestriction>{conditions_extra}</saml:Conditions><saml:AuthnStatement AuthnInstant="{issued}" SessionIndex="_s"/></saml:Assertion>"#,
+            issued = at(0),
+            nb = at(-10),
+            na = at(300),
+        );
+        Verified {
+            response: parse(&response, &Limits::MESSAGE).unwrap(),
+            assertion: parse(&assertion, &Limits::MESSAGE).unwrap(),
+            response_signed: false,
+            assertion_signed: true,
+            weak_algorithm: false,
+        }
+    }
+
+    fn bearer(until: i64) -> String {
+        format!(
+            r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{}" Recipient="https://sp/acs" InResponseTo="_req"/></saml:SubjectConfirmation>"#,
+            at(until)
+        )
+    }
+
+    fn expect(now_offset: u64) -> Expect<'static> {
+        Expect {
+            idp_entity_id: "https://idp",
+            sp_entity_id: "https://sp",
+            acs_url: "https://sp/acs",
+            in_response_to: Some("_req"),
+            now: UNIX_EPOCH + Duration::from_secs(NOW + now_offset),
+            skew: Duration::from_secs(60),
+            max_age: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn a_good_assertion_passes_and_its_replay_window_ends_with_its_acceptance() {
+        let a = check(&verified("", &bearer(300)), &expect(0)).unwrap();
+        assert_eq!(a.name_id, "ada");
+        assert_eq!(a.session_index.as_deref(), Some("_s"));
+        // Whatever the confirmations say, nothing accepts it after IssueInstant + age + skew.
+        assert_eq!(a.valid_until, UNIX_EPOCH + Duration::from_secs(NOW + 360));
+        let long = check(&verified("", &format!("{}{}", bearer(100), bearer(5000))), &expect(0)).unwrap();
+        assert_eq!(long.valid_until, a.valid_until, "a later second confirmation does not outlive the cache");
+        assert!(check(&verified("", &bearer(5000)), &expect(361)).is_err(), "too old by then");
+    }
+
+    #[test]
+    fn unknown_conditions_make_it_indeterminate() {
+        assert!(check(&verified("<saml:OneTimeUse/>", &bearer(300)), &expect(0)).is_ok());
+        let e = check(&verified("<saml:Condition/>", &bearer(300)), &expect(0)).unwrap_err();
+        assert_eq!(e, CheckError::Invalid("unknown condition <Condition>".into()));
+        let foreign = r#"<x:Policy xmlns:x="urn:example"/>"#;
+        assert!(check(&verified(foreign, &bearer(300)), &expect(0)).is_err());
+    }
+
+    #[test]
+    fn confirmation_and_time_checks() {
+        let e = check(&verified("", &bearer(30)), &expect(100)).unwrap_err();
+        assert_eq!(e, CheckError::Invalid("SubjectConfirmationData has expired".into()));
+        let hok = bearer(300).replace("cm:bearer", "cm:holder-of-key");
+        assert!(check(&verified("", &hok), &expect(0)).is_err());
+        let mut other = expect(0);
+        other.in_response_to = Some("_other");
+        assert!(check(&verified("", &bearer(300)), &other).is_err());
+        let mut early = expect(0);
+        early.now = UNIX_EPOCH + Duration::from_secs(NOW - 200);
+        assert_eq!(
+            check(&verified("", &bearer(300)), &early).unwrap_err(),
+            CheckError::Invalid("assertion issued in the future".into())
+        );
+    }
 }

@@ -21,7 +21,14 @@ use url::form_urlencoded::byte_serialize;
 use crate::xml::escape;
 
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+/// Query-signature algorithms accepted on incoming Redirect messages: RSA with SHA-2 (an
+/// ECDSA query signature is raw r||s, which OpenSSL's DER verifier would misread).
+type Digest = fn() -> MessageDigest;
+const QUERY_SIGNATURES: [(&str, Digest); 3] = [
+    (RSA_SHA256, MessageDigest::sha256),
+    ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha384", MessageDigest::sha384),
+    ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha512", MessageDigest::sha512),
+];
 /// A deflated message may inflate to at most this much; a deflate bomb stops here.
 pub const MAX_INFLATED: usize = 256 * 1024;
 
@@ -259,9 +266,11 @@ pub fn read_redirect(query: &str, param: &str, certificates: &[Vec<u8>]) -> Resu
     let sig_alg = raw_param(query, "SigAlg")?.ok_or_else(|| invalid("the message is not signed"))?;
     let signature = raw_param(query, "Signature")?.ok_or_else(|| invalid("the message is not signed"))?;
     let alg = decode_text(sig_alg)?;
-    if alg != RSA_SHA256 && alg != ECDSA_SHA256 {
-        return Err(invalid(format!("signature algorithm {alg} is not accepted")));
-    }
+    let digest = QUERY_SIGNATURES
+        .iter()
+        .find(|(uri, _)| *uri == alg)
+        .map(|(_, md)| md())
+        .ok_or_else(|| invalid("the query signature algorithm is not accepted"))?;
     let mut signed = format!("{param}={msg}");
     if let Some(r) = relay {
         signed.push_str(&format!("&RelayState={r}"));
@@ -270,7 +279,10 @@ pub fn read_redirect(query: &str, param: &str, certificates: &[Vec<u8>]) -> Resu
     let sig = STANDARD.decode(decode(signature)?).map_err(|_| invalid("bad signature encoding"))?;
     let ok = certificates.iter().any(|der| {
         let Ok(key) = X509::from_der(der).and_then(|c| c.public_key()) else { return false };
-        let Ok(mut v) = Verifier::new(MessageDigest::sha256(), &key) else { return false };
+        if key.rsa().is_err() {
+            return false;
+        }
+        let Ok(mut v) = Verifier::new(digest, &key) else { return false };
         v.verify_oneshot(&sig, signed.as_bytes()).unwrap_or(false)
     });
     if !ok {

@@ -28,6 +28,16 @@ enum Content {
     Gcm(Cipher, usize),
 }
 
+/// Content algorithms by their short names (the `encryption_algorithms` option).
+pub const CONTENT_ALGORITHMS: [(&str, &str); 6] = [
+    ("aes128-cbc", "http://www.w3.org/2001/04/xmlenc#aes128-cbc"),
+    ("aes192-cbc", "http://www.w3.org/2001/04/xmlenc#aes192-cbc"),
+    ("aes256-cbc", "http://www.w3.org/2001/04/xmlenc#aes256-cbc"),
+    ("aes128-gcm", "http://www.w3.org/2009/xmlenc11#aes128-gcm"),
+    ("aes192-gcm", "http://www.w3.org/2009/xmlenc11#aes192-gcm"),
+    ("aes256-gcm", "http://www.w3.org/2009/xmlenc11#aes256-gcm"),
+];
+
 fn content_cipher(uri: &str) -> Option<Content> {
     Some(match uri {
         "http://www.w3.org/2001/04/xmlenc#aes128-cbc" => Content::Cbc(Cipher::aes_128_cbc(), 16),
@@ -96,13 +106,19 @@ fn unwrap_key(encrypted_key: &Element, key: &PKey<Private>) -> Result<Vec<u8>, D
 }
 
 /// Decrypt the `EncryptedAssertion` element `enc` with the SP's private key; the result is
-/// the assertion's XML text, still to be parsed and verified like any other.
-pub fn decrypt_assertion(enc: &Element, key: &PKey<Private>) -> Result<String, DecryptError> {
+/// the assertion's XML text, still to be parsed and verified like any other. `allowed` lists
+/// the content algorithm URIs this connection takes: the EncryptionMethod is not
+/// authenticated, so pinning it (GCM only, say) closes the CBC downgrade.
+pub fn decrypt_assertion(enc: &Element, key: &PKey<Private>, allowed: &[&str]) -> Result<String, DecryptError> {
     let data = enc.only_child(XENC, "EncryptedData").ok_or(DecryptError)?;
     if data.attr("Type").is_some_and(|t| t != "http://www.w3.org/2001/04/xmlenc#Element") {
         return Err(DecryptError);
     }
-    let content = data.only_child(XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).and_then(content_cipher);
+    let content = data
+        .only_child(XENC, "EncryptionMethod")
+        .and_then(|m| m.attr("Algorithm"))
+        .filter(|uri| allowed.contains(uri))
+        .and_then(content_cipher);
     let content = content.ok_or(DecryptError)?;
     // The key travels inside EncryptedData's KeyInfo, or beside EncryptedData (then KeyInfo
     // only points at it; the pointer is never followed).

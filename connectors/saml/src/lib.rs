@@ -114,6 +114,11 @@ pub struct Config {
     /// Accept RSA-SHA1 signatures (old IdPs only; every use is logged as a warning).
     #[serde(default)]
     pub allow_sha1: bool,
+    /// Content encryption algorithms accepted for encrypted assertions (`aes128-gcm`,
+    /// `aes256-gcm`, `aes128-cbc`, ...). Default: all GCM and CBC sizes; list only GCM when
+    /// the IdP can do it (the algorithm label is not authenticated).
+    #[serde(default)]
+    pub encryption_algorithms: Vec<String>,
 
     /// Attributes whose value becomes the stable subject, first present wins; the NameID
     /// when empty (a transient NameID is never used).
@@ -208,11 +213,28 @@ pub struct SamlConnector {
     request_binding: Option<RequestBinding>,
     name_id_format: Option<String>,
     policy_flags: (bool, bool),
+    content_algorithms: Vec<&'static str>,
     skew: Duration,
     max_age: Duration,
     user_id_attributes: Vec<String>,
     trust_email: bool,
     warned_sha1: Mutex<bool>,
+}
+
+/// Metadata carries the keys every response is checked with: it must come over https
+/// (a loopback address, for local IdPs and tests, may use http).
+pub fn check_metadata_url(url: &Url) -> Result<(), ConnectorError> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "https" || (url.scheme() == "http" && loopback) {
+        Ok(())
+    } else {
+        Err(misconfigured(format!("the IdP metadata URL must use https (it carries the signing keys): {url}")))
+    }
 }
 
 fn misconfigured(msg: impl Into<String>) -> ConnectorError {
@@ -318,6 +340,26 @@ impl Config {
                 return Err(misconfigured("sp_certificate_file does not match sp_key_file"));
             }
         }
+        if self.clock_skew_secs > 600 {
+            return Err(misconfigured("clock_skew_secs is at most 600"));
+        }
+        if !(1..=3600).contains(&self.max_assertion_age_secs) {
+            return Err(misconfigured("max_assertion_age_secs is between 1 and 3600"));
+        }
+        let mut content_algorithms = Vec::new();
+        for name in &self.encryption_algorithms {
+            let uri = decrypt::CONTENT_ALGORITHMS.iter().find(|(n, _)| n == name).map(|(_, u)| *u);
+            content_algorithms.push(uri.ok_or_else(|| {
+                let known: Vec<&str> = decrypt::CONTENT_ALGORITHMS.iter().map(|(n, _)| *n).collect();
+                misconfigured(format!("encryption_algorithms: {name} is not one of {}", known.join(", ")))
+            })?);
+        }
+        if content_algorithms.is_empty() {
+            content_algorithms = decrypt::CONTENT_ALGORITHMS.iter().map(|(_, u)| *u).collect();
+        }
+        if let Some(url) = &self.idp_metadata_url {
+            check_metadata_url(url)?;
+        }
         let sign_requests = self.sign_requests.unwrap_or(sp_key.is_some());
         if sign_requests && sp_key.is_none() {
             return Err(misconfigured("sign_requests needs sp_key_file"));
@@ -337,6 +379,7 @@ impl Config {
             request_binding: self.request_binding,
             name_id_format: self.name_id_format,
             policy_flags: (self.allow_response_signature_only, self.allow_sha1),
+            content_algorithms,
             skew: Duration::from_secs(self.clock_skew_secs),
             max_age: Duration::from_secs(self.max_assertion_age_secs),
             user_id_attributes: self.user_id_attributes,
@@ -374,6 +417,16 @@ struct SessionFacts {
 
 fn state_bytes<T: Serialize>(v: &T) -> ConnectorState {
     ConnectorState(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A message about hostile input, fit for a log line: at most 200 characters, control
+/// characters replaced (parser errors quote the input they choked on).
+pub(crate) fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if s.chars().nth(200).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn invalid(msg: impl Into<String>) -> ConnectorError {
@@ -422,11 +475,13 @@ impl SamlConnector {
         let idp = self.idp().await?;
         let policy = self.policy(&idp);
         let key = self.sp_key.clone();
+        let algorithms = self.content_algorithms.clone();
         // xmlsec and decryption are CPU work: keep them off the async workers.
-        let verified = tokio::task::spawn_blocking(move || verify_document(&doc, &policy, key.as_ref()))
-            .await
-            .map_err(|_| invalid("verification task failed"))?
-            .map_err(|e| invalid(e.to_string()))?;
+        let verified =
+            tokio::task::spawn_blocking(move || verify_document_with(&doc, &policy, key.as_ref(), &algorithms))
+                .await
+                .map_err(|_| invalid("verification task failed"))?
+                .map_err(|e| invalid(printable(&e.to_string())))?;
         if verified.weak_algorithm {
             let mut warned = self.warned_sha1.lock().expect("flag");
             tracing::warn!(connection = %self.connection, first = !*warned, "accepted an RSA-SHA1 signature (allow_sha1 is on for this connection)");
@@ -442,8 +497,8 @@ impl SamlConnector {
             max_age: self.max_age,
         };
         let asserted = assertion::check(&verified, &expect).map_err(|e| match e {
-            CheckError::Status(s) => ConnectorError::Denied(s),
-            CheckError::Invalid(s) => invalid(s),
+            CheckError::Status(s) => ConnectorError::Denied(printable(&s)),
+            CheckError::Invalid(s) => invalid(printable(&s)),
         })?;
         self.identity(asserted)
     }
@@ -522,7 +577,7 @@ impl SamlConnector {
             amr: Vec::new(),
             single_use: Some(SingleUse {
                 id: format!("saml:{}:{}", self.connection, a.assertion_id),
-                until: a.valid_until + self.skew,
+                until: a.valid_until,
             }),
             upstream_session: serde_json::to_value(session).ok(),
             raw,
@@ -549,6 +604,20 @@ pub fn verify_document(
     policy: &Policy,
     sp_key: Option<&PKey<Private>>,
 ) -> Result<verify::Verified, VerifyError> {
+    let all: Vec<&str> = decrypt::CONTENT_ALGORITHMS.iter().map(|(_, uri)| *uri).collect();
+    verify_document_with(doc, policy, sp_key, &all)
+}
+
+/// [`verify_document`] taking only the listed content encryption algorithm URIs.
+pub fn verify_document_with(
+    doc: &str,
+    policy: &Policy,
+    sp_key: Option<&PKey<Private>>,
+    content_algorithms: &[&str],
+) -> Result<verify::Verified, VerifyError> {
+    // A byte-order mark is legal, but quick-xml's offsets do not count it: drop it, so every
+    // span below indexes this very string.
+    let doc = doc.strip_prefix('\u{feff}').unwrap_or(doc);
     let root = verify::parse_response(doc)?;
     match verify::carried(&root)? {
         Carried::Plain(_) => verify::verify(doc, policy, false),
@@ -560,7 +629,8 @@ pub fn verify_document(
             if response_sig.is_some() {
                 verify::verify_response_only(doc, &root, policy)?;
             }
-            let plain = decrypt::decrypt_assertion(enc, key).map_err(|e| VerifyError::Shape(e.to_string()))?;
+            let plain = decrypt::decrypt_assertion(enc, key, content_algorithms)
+                .map_err(|e| VerifyError::Shape(e.to_string()))?;
             // Put the assertion where the EncryptedAssertion was (its namespace context is the
             // Response's) and drop the Response signature that covered the ciphertext; the
             // rebuilt document goes through every check again and needs an assertion signature.
@@ -571,9 +641,16 @@ pub fn verify_document(
             cuts.sort_by_key(|(span, _)| std::cmp::Reverse(span.0));
             let mut rebuilt = doc.to_owned();
             for ((from, to), with) in cuts {
+                if rebuilt.get(from..to).is_none() {
+                    return Err(VerifyError::Shape("the response could not be taken apart".into()));
+                }
                 rebuilt.replace_range(from..to, with);
             }
-            let mut v = verify::verify(&rebuilt, policy, true)?;
+            // Errors about the rebuilt document would quote decrypted content: say less.
+            let mut v = verify::verify(&rebuilt, policy, true).map_err(|e| match e {
+                VerifyError::Xml(_) => VerifyError::Shape("the decrypted assertion is not well-formed".into()),
+                other => other,
+            })?;
             v.response_signed = response_sig.is_some();
             Ok(v)
         }
@@ -683,15 +760,19 @@ impl Connector for SamlConnector {
 
     async fn finish_logout(
         &self,
-        _ctx: &LogoutContext,
+        ctx: &LogoutContext,
         state: ConnectorState,
         raw_query: &str,
     ) -> Result<(), ConnectorError> {
         let state: LogoutState = serde_json::from_slice(&state.0).map_err(|_| invalid("no pending LogoutRequest"))?;
         let idp = self.idp().await?;
-        let msg =
-            binding::read_redirect(raw_query, "SAMLResponse", &idp.certificates).map_err(|e| invalid(e.to_string()))?;
-        let root = xml::parse(&msg.xml, &xml::Limits::MESSAGE).map_err(|e| invalid(e.to_string()))?;
+        let msg = binding::read_redirect(raw_query, "SAMLResponse", &idp.certificates)
+            .map_err(|e| invalid(printable(&e.to_string())))?;
+        // The signed RelayState must be the one Gatehouse found this pending logout by.
+        if msg.relay_state.as_deref() != Some(ctx.relay.as_str()) {
+            return Err(invalid("LogoutResponse RelayState is not this logout's"));
+        }
+        let root = xml::parse(&msg.xml, &xml::Limits::MESSAGE).map_err(|e| invalid(printable(&e.to_string())))?;
         if !root.is(xml::PROTOCOL, "LogoutResponse") {
             return Err(invalid("not a LogoutResponse"));
         }
@@ -731,5 +812,65 @@ impl Connector for SamlConnector {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { refresh: false, logout: true, metadata: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_urls_must_be_https_except_on_loopback() {
+        for ok in
+            ["https://idp.example/metadata", "http://127.0.0.1:8000/metadata", "http://localhost/m", "http://[::1]/m"]
+        {
+            assert!(check_metadata_url(&Url::parse(ok).unwrap()).is_ok(), "{ok}");
+        }
+        for bad in ["http://idp.example/metadata", "http://10.0.0.1/m", "file:///etc/idp.xml", "ftp://idp/m"] {
+            assert!(
+                matches!(check_metadata_url(&Url::parse(bad).unwrap()), Err(ConnectorError::Misconfigured(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_short_and_printable_in_logs() {
+        let long = format!("a\nb\u{1b}[31m{}", "x".repeat(500));
+        let p = printable(&long);
+        assert!(p.chars().count() <= 201 && !p.contains('\n') && !p.contains('\u{1b}'), "{p}");
+        assert!(p.ends_with('…'));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_before_any_offset_is_taken() {
+        let cert = metadata::pem_certificates(include_str!("../selftest/selftest.crt")).unwrap();
+        let policy = Policy { certificates: cert, allow_response_signature_only: false, allow_sha1: false };
+        let doc = format!("\u{feff}{}", include_str!("../selftest/valid.xml"));
+        assert!(verify_document(&doc, &policy, None).is_ok());
+    }
+
+    #[test]
+    fn time_options_are_bounded() {
+        let ctx = OpenContext {
+            connection: "acme".into(),
+            callback_url: Url::parse("https://gh/callback/acme").unwrap(),
+            issuer: Url::parse("https://gh").unwrap(),
+        };
+        let base = || Config {
+            idp_entity_id: Some("https://idp".into()),
+            sso_url: Some(Url::parse("https://idp/sso").unwrap()),
+            idp_certificates: vec![include_str!("../selftest/selftest.crt").into()],
+            clock_skew_secs: 60,
+            max_assertion_age_secs: 300,
+            strategy: "samlp".into(),
+            ..Default::default()
+        };
+        assert!(base().open(&ctx).is_ok());
+        assert!(Config { clock_skew_secs: 100_000, ..base() }.open(&ctx).is_err());
+        assert!(Config { max_assertion_age_secs: 0, ..base() }.open(&ctx).is_err());
+        assert!(Config { encryption_algorithms: vec!["des".into()], ..base() }.open(&ctx).is_err());
+        let no_cert = Config { idp_certificates: Vec::new(), ..base() };
+        assert!(matches!(no_cert.open(&ctx), Err(ConnectorError::Misconfigured(m)) if m.contains("idp_certificates")));
     }
 }

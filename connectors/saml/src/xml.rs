@@ -155,7 +155,8 @@ impl Element {
 }
 
 fn malformed(e: impl std::fmt::Display) -> XmlError {
-    XmlError::Malformed(e.to_string())
+    // quick-xml quotes the input it choked on: keep the message short and printable.
+    XmlError::Malformed(crate::printable(&e.to_string()).chars().take(120).collect())
 }
 
 fn predefined(name: &str) -> Option<&'static str> {

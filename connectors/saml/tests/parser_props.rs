@@ -105,7 +105,7 @@ fn arbitrary_document() -> impl Strategy<Value = String> {
 // ------------------------------------------------------------------ 1. arbitrary input
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn arbitrary_input_never_verifies(doc in arbitrary_document()) {
@@ -191,7 +191,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (any::<Index>(), any::<u8>()).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
         1 => (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
         1 => any::<Index>().prop_map(|at| Mutation::Delete { at }),
-        1 => (any::<Index>(), 1..200usize, any::<Index>()).prop_map(|(from, len, to)| Mutation::Duplicate { from, len, to }),
+        1 => (any::<Index>(), 1..200usize, any::<Index>())
+            .prop_map(|(from, len, to)| Mutation::Duplicate { from, len, to }),
         1 => (any::<Index>(), 1..200usize).prop_map(|(from, len)| Mutation::Remove { from, len }),
         // Snippets are the interesting case: weighted up.
         3 => (at(), any::<Index>()).prop_map(|(at, piece)| Mutation::Snippet { at, piece }),
@@ -249,7 +250,7 @@ fn apply(doc: &mut Vec<u8>, m: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     #[test]
     fn mutations_never_change_what_verifies(mutations in prop::collection::vec(mutation(), 1..4)) {
@@ -279,7 +280,7 @@ fn comment_in_name_id_verifies_whole_and_cdata_does_not() {
 // ------------------------------------------------------------------ 3. the XML reader
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn reader_never_panics_and_keeps_spans(doc in arbitrary_document()) {
@@ -345,7 +346,7 @@ fn tree() -> impl Strategy<Value = Tree> {
 const SMALL: Limits = Limits { max_bytes: 4096, max_depth: 4, max_elements: 12, max_attributes: 2 };
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn reader_limits_match_an_oracle(t in tree()) {
@@ -393,7 +394,7 @@ fn check_tree(doc: &str, root: &Element, limits: &Limits) -> Result<(), TestCase
 // ------------------------------------------------------------------ 4. inflate
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn inflate_never_panics_and_stays_bounded(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
@@ -410,7 +411,11 @@ proptest! {
     #[test]
     fn inflate_is_exact_up_to_the_limit(
         chunk in "[a-z<>/ ]{1,16}",
-        total in prop_oneof![0..1024usize, (binding::MAX_INFLATED - 16)..(binding::MAX_INFLATED + 16), 0..2 * binding::MAX_INFLATED],
+        total in prop_oneof![
+            0..1024usize,
+            (binding::MAX_INFLATED - 16)..(binding::MAX_INFLATED + 16),
+            0..2 * binding::MAX_INFLATED,
+        ],
     ) {
         use std::io::Write;
         let plain: String = chunk.chars().cycle().take(total).collect();
@@ -552,7 +557,7 @@ fn mutate_cipher_value(doc: &str, wrapped_key: bool, m: &CipherMutation) -> Stri
 
 proptest! {
     // Every case that gets past the OAEP unwrap costs an RSA private-key operation.
-    #![proptest_config(config(128))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn mutated_ciphertext_never_verifies_other_content(
