@@ -620,7 +620,7 @@ pub fn verify_document_with(
     let doc = doc.strip_prefix('\u{feff}').unwrap_or(doc);
     let root = verify::parse_response(doc)?;
     match verify::carried(&root)? {
-        Carried::Plain(_) => verify::verify(doc, policy, false),
+        Carried::Plain(_) => verify::verify_parsed(doc, root, policy, false),
         Carried::Encrypted(enc) => {
             let key = sp_key
                 .ok_or_else(|| VerifyError::Shape("an encrypted assertion, but no sp_key_file to decrypt it".into()))?;

@@ -117,11 +117,20 @@ fn unique_ids(root: &Element) -> Result<(), VerifyError> {
 /// with xmlsec and return the signed assertion. `require_assertion_signature` is set for a
 /// decrypted assertion, which must carry its own signature whatever the policy.
 pub fn verify(doc: &str, policy: &Policy, require_assertion_signature: bool) -> Result<Verified, VerifyError> {
+    verify_parsed(doc, parse_response(doc)?, policy, require_assertion_signature)
+}
+
+/// [`verify`] for a document already read by [`parse_response`] (`root` is `doc`'s tree).
+pub fn verify_parsed(
+    doc: &str,
+    root: Element,
+    policy: &Policy,
+    require_assertion_signature: bool,
+) -> Result<Verified, VerifyError> {
     if policy.certificates.is_empty() {
         // samael verifies nothing when it is given no certificate: never call it that way.
         return Err(VerifyError::NoCertificate);
     }
-    let root = parse_response(doc)?;
     let Carried::Plain(assertion) = carried(&root)? else {
         return Err(shape("encrypted assertion where a decrypted one was expected"));
     };

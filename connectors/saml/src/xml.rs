@@ -234,7 +234,11 @@ pub fn parse(doc: &str, limits: &Limits) -> Result<Element, XmlError> {
     if doc.len() > limits.max_bytes {
         return Err(XmlError::TooLarge(limits.max_bytes));
     }
-    let mut reader = NsReader::from_str(doc);
+    // quick-xml skips a byte-order mark without counting it: parse what follows it and shift
+    // every offset, so spans index `doc` itself.
+    let body = doc.strip_prefix('\u{feff}').unwrap_or(doc);
+    let shift = doc.len() - body.len();
+    let mut reader = NsReader::from_str(body);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
     cfg.check_comments = true;
@@ -242,11 +246,16 @@ pub fn parse(doc: &str, limits: &Limits) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut elements = 0usize;
+    let mut first = true;
     loop {
-        let at = reader.buffer_position() as usize;
+        let at = reader.buffer_position() as usize + shift;
         let event = reader.read_event().map_err(malformed)?;
-        let end = reader.buffer_position() as usize;
+        let end = reader.buffer_position() as usize + shift;
+        let was_first = std::mem::replace(&mut first, false);
         match event {
+            // The declaration belongs at the very start; anywhere else it is a processing
+            // instruction with a reserved target, which libxml2 refuses too.
+            Event::Decl(_) if !was_first => return Err(XmlError::ProcessingInstruction),
             Event::Decl(d) => {
                 if let Some(enc) = d.encoding() {
                     let enc = enc.map_err(malformed)?;
@@ -391,6 +400,18 @@ mod tests {
         assert_eq!(p(&format!("<a{attrs}/>")), Err(XmlError::TooManyAttributes(32)));
         let big = format!("<a>{}</a>", "x".repeat(600 * 1024));
         assert_eq!(p(&big), Err(XmlError::TooLarge(512 * 1024)));
+    }
+
+    #[test]
+    fn a_byte_order_mark_keeps_spans_true_and_a_late_declaration_is_refused() {
+        let doc = "\u{feff}<a><b/></a>";
+        let e = p(doc).unwrap();
+        assert_eq!(&doc[e.span.0..e.span.1], "<a><b/></a>");
+        let b = e.elements().next().unwrap();
+        assert_eq!(&doc[b.span.0..b.span.1], "<b/>");
+        assert_eq!(p(r#"<a><?xml version="1.0"?><b/></a>"#), Err(XmlError::ProcessingInstruction));
+        assert_eq!(p(r#"<a/><?xml version="1.0"?>"#), Err(XmlError::ProcessingInstruction));
+        assert!(p(r#"<?xml version="1.0" encoding="UTF-8"?><a/>"#).is_ok());
     }
 
     #[test]
