@@ -1289,6 +1289,44 @@ async fn upstream_logout(
     }
 }
 
+/// `/saml/{connection}/slo` with a request: the upstream ends its user's session (a SAML
+/// IdP-initiated logout through the browser). This browser's session ends when it is the
+/// one named; the answer goes back to the upstream. Returns where the browser goes and
+/// whether its session was closed.
+pub async fn answer_upstream_logout(
+    core: &Core,
+    connection: &str,
+    raw_query: &str,
+    browser: &Browser,
+) -> Result<(Url, bool), FlowError> {
+    let conn_id = ConnectionId::parse(connection).map_err(|_| FlowError::ConnectionNotAllowed)?;
+    let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
+    let live = session::find(&core.store, browser.session.as_deref(), core.clock.now()).await?;
+    let facts = live.as_ref().filter(|s| s.connection == conn_id).and_then(|s| s.upstream.as_ref());
+    let ctx = gatehouse_connector::LogoutContext {
+        return_url: upstream_logout_url(core, &conn_id)?,
+        relay: String::new(),
+        now: core.clock.system_time(),
+    };
+    let answer = match conn.connector.upstream_logout_request(&ctx, raw_query, facts).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(connection = %conn_id, error = %e, "rejected upstream logout request");
+            return Err(connector_error(e));
+        }
+    };
+    if answer.ends_session
+        && let Some(cookie) = browser.session.as_deref()
+    {
+        session::close(&core.store, cookie).await?;
+        tracing::info!(connection = %conn_id, "session ended by the upstream's logout request");
+    }
+    match answer.next {
+        Start::Redirect { url } => Ok((url, answer.ends_session)),
+        _ => Err(FlowError::Internal("an upstream logout answer that is not a redirect".into())),
+    }
+}
+
 /// `/saml/{connection}/slo`: the upstream's answer to our logout request. The local session
 /// is already closed; this checks the answer and sends the browser where logout ends.
 pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &str) -> Result<LogoutNext, FlowError> {

@@ -205,7 +205,22 @@ pub async fn saml_metadata(core: web::Data<Core>, page: Page, path: web::Path<St
 
 /// `/saml/{connection}/slo`: back from the IdP's Single Logout.
 pub async fn saml_slo(core: web::Data<Core>, req: HttpRequest, page: Page, path: web::Path<String>) -> HttpResponse {
-    match flow::finish_upstream_logout(&core, &path, req.query_string()).await {
+    let query = req.query_string();
+    // A request from the IdP (it starts the logout) or the answer to ours.
+    if url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "SAMLRequest") {
+        return match flow::answer_upstream_logout(&core, &path, query, &page.browser).await {
+            Ok((url, closed)) => {
+                let mut resp = see_other(url.as_str()).finish();
+                if closed {
+                    let secure = core.settings.session.cookie_secure;
+                    let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
+                }
+                resp
+            }
+            Err(e) => flow_page(&page, &e),
+        };
+    }
+    match flow::finish_upstream_logout(&core, &path, query).await {
         Ok(LogoutNext::Redirect(url)) => see_other(url.as_str()).finish(),
         Ok(_) => page.html(StatusCode::OK, "signed_out.html", serde_json::json!({})),
         Err(e) => flow_page(&page, &e),

@@ -287,6 +287,20 @@ pub trait Connector: Send + Sync + 'static {
         Err(ConnectorError::Unsupported("logout"))
     }
 
+    /// The upstream asks, through the browser, to end its user's session here (a SAML
+    /// IdP-initiated LogoutRequest). `raw_query` is the query string exactly as received;
+    /// `session` is this browser's session facts for this connection, if it has a session.
+    /// The answer says whether that session is the one named, and where the browser goes
+    /// next (the signed answer to the upstream).
+    async fn upstream_logout_request(
+        &self,
+        _ctx: &LogoutContext,
+        _raw_query: &str,
+        _session: Option<&serde_json::Value>,
+    ) -> Result<UpstreamLogout, ConnectorError> {
+        Err(ConnectorError::Unsupported("upstream-initiated logout"))
+    }
+
     /// Metadata Gatehouse publishes for this connection (SAML SP metadata).
     fn metadata(&self) -> Option<Metadata> {
         None
@@ -305,6 +319,15 @@ pub struct LogoutContext {
     /// Opaque and unguessable: the upstream echoes it (SAML `RelayState`).
     pub relay: String,
     pub now: SystemTime,
+}
+
+/// See [`Connector::upstream_logout_request`].
+#[derive(Debug, Clone)]
+pub struct UpstreamLogout {
+    /// The browser's session is the one the upstream ended: close it.
+    pub ends_session: bool,
+    /// Where the browser goes: back to the upstream with the answer.
+    pub next: Start,
 }
 
 /// What a connector gets when Gatehouse opens a connection from configuration. Opening must

@@ -113,6 +113,34 @@ impl AuthnRequest<'_> {
     }
 }
 
+/// Our answer to an IdP-initiated LogoutRequest.
+pub struct LogoutResponse<'a> {
+    pub id: &'a str,
+    pub issue_instant: SystemTime,
+    pub destination: &'a str,
+    pub in_response_to: &'a str,
+    pub sp_entity_id: &'a str,
+}
+
+impl LogoutResponse<'_> {
+    pub fn xml(&self) -> String {
+        format!(
+            concat!(
+                r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+                r#" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{dest}" InResponseTo="{irt}">"#,
+                "<saml:Issuer>{issuer}</saml:Issuer>",
+                r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>"#,
+                "</samlp:LogoutResponse>"
+            ),
+            id = self.id,
+            instant = instant(self.issue_instant),
+            dest = escape(self.destination),
+            irt = escape(self.in_response_to),
+            issuer = escape(self.sp_entity_id),
+        )
+    }
+}
+
 pub struct LogoutRequest<'a> {
     pub id: &'a str,
     pub issue_instant: SystemTime,

@@ -27,7 +27,7 @@ use base64::engine::general_purpose::STANDARD;
 use gatehouse_connector::http::UpstreamHttp;
 use gatehouse_connector::{
     CallbackInput, Capabilities, Connector, ConnectorError, ConnectorState, FinishContext, LogoutContext, Metadata,
-    OpenContext, SingleUse, Start, StartContext, UpstreamIdentity, Url, async_trait,
+    OpenContext, SingleUse, Start, StartContext, UpstreamIdentity, UpstreamLogout, Url, async_trait,
 };
 use openssl::pkey::{PKey, Private};
 use serde::{Deserialize, Serialize};
@@ -791,6 +791,73 @@ impl Connector for SamlConnector {
         assertion::status(&root).map_err(|e| ConnectorError::Denied(e.to_string()))
     }
 
+    async fn upstream_logout_request(
+        &self,
+        ctx: &LogoutContext,
+        raw_query: &str,
+        session: Option<&serde_json::Value>,
+    ) -> Result<UpstreamLogout, ConnectorError> {
+        let idp = self.idp().await?;
+        let endpoint = idp.slo_redirect.clone().ok_or_else(|| invalid("the IdP publishes no SingleLogoutService"))?;
+        let msg = binding::read_redirect(raw_query, "SAMLRequest", &idp.certificates)
+            .map_err(|e| invalid(printable(&e.to_string())))?;
+        let root = xml::parse(&msg.xml, &xml::Limits::MESSAGE).map_err(|e| invalid(printable(&e.to_string())))?;
+        if !root.is(xml::PROTOCOL, "LogoutRequest") || root.attr("Version") != Some("2.0") {
+            return Err(invalid("not a SAML 2.0 LogoutRequest"));
+        }
+        let id = root.attr("ID").filter(|i| !i.is_empty()).ok_or_else(|| invalid("LogoutRequest has no ID"))?;
+        let issuer = root.child(xml::ASSERTION, "Issuer").and_then(xml::Element::trimmed_text);
+        if issuer.as_deref() != Some(idp.entity_id.as_str()) {
+            return Err(invalid("LogoutRequest Issuer is not the IdP"));
+        }
+        if root.attr("Destination").is_some_and(|d| d != self.slo_return_url) {
+            return Err(invalid("LogoutRequest Destination is not our SLO URL"));
+        }
+        // A signed request is still a bearer message: it is good for a few minutes only.
+        let issued =
+            root.attr("IssueInstant").map(assertion::parse_time).transpose().map_err(|e| invalid(e.to_string()))?;
+        let issued = issued.ok_or_else(|| invalid("LogoutRequest has no IssueInstant"))?;
+        if issued > ctx.now + self.skew || issued + self.max_age + self.skew < ctx.now {
+            return Err(invalid("LogoutRequest is outside its time window"));
+        }
+        if let Some(until) =
+            root.attr("NotOnOrAfter").map(assertion::parse_time).transpose().map_err(|e| invalid(e.to_string()))?
+            && ctx.now >= until + self.skew
+        {
+            return Err(invalid("LogoutRequest has expired"));
+        }
+        let name_id = root
+            .only_child(xml::ASSERTION, "NameID")
+            .and_then(xml::Element::trimmed_text)
+            .ok_or_else(|| invalid("LogoutRequest needs one plain NameID"))?;
+        let indexes: Vec<String> =
+            root.children_named(xml::PROTOCOL, "SessionIndex").filter_map(xml::Element::trimmed_text).collect();
+        // Only the session the IdP names ends: the same person, and (when the IdP says which)
+        // the same IdP session.
+        let ends_session =
+            session.and_then(|s| serde_json::from_value::<SessionFacts>(s.clone()).ok()).is_some_and(|f| {
+                f.name_id == name_id
+                    && (indexes.is_empty() || f.session_index.as_ref().is_some_and(|i| indexes.contains(i)))
+            });
+        let answer_id = binding::new_id();
+        let answer = binding::LogoutResponse {
+            id: &answer_id,
+            issue_instant: ctx.now,
+            destination: &endpoint,
+            in_response_to: id,
+            sp_entity_id: &self.sp_entity_id,
+        };
+        let url = binding::redirect_url(
+            &endpoint,
+            "SAMLResponse",
+            &answer.xml(),
+            msg.relay_state.as_deref(),
+            self.sp_key.as_ref(),
+        )
+        .map_err(|e| misconfigured(e.to_string()))?;
+        Ok(UpstreamLogout { ends_session, next: Start::Redirect { url } })
+    }
+
     fn metadata(&self) -> Option<Metadata> {
         let formats = [
             "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
@@ -848,6 +915,89 @@ mod tests {
         let policy = Policy { certificates: cert, allow_response_signature_only: false, allow_sha1: false };
         let doc = format!("\u{feff}{}", include_str!("../selftest/valid.xml"));
         assert!(verify_document(&doc, &policy, None).is_ok());
+    }
+
+    fn rsa_pair() -> (PKey<Private>, String) {
+        use openssl::hash::MessageDigest;
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap()).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+        (key, pem)
+    }
+
+    /// An IdP-initiated LogoutRequest, query-signed with `key`, issued `age` seconds ago.
+    fn logout_request(key: &PKey<Private>, name_id: &str, index: &str, age: u64) -> String {
+        let xml = binding::LogoutRequest {
+            id: "_lr1",
+            issue_instant: SystemTime::now() - Duration::from_secs(age),
+            destination: "https://gh/saml/acme/slo",
+            sp_entity_id: "https://idp",
+            name_id,
+            name_id_format: None,
+            name_qualifier: None,
+            sp_name_qualifier: None,
+            session_index: Some(index),
+        }
+        .xml();
+        let url =
+            binding::redirect_url("https://gh/saml/acme/slo", "SAMLRequest", &xml, Some("rs-1"), Some(key)).unwrap();
+        url.query().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_idp_initiated_logout_ends_only_the_session_it_names() {
+        let (idp_key, idp_cert) = rsa_pair();
+        let ctx = OpenContext {
+            connection: "acme".into(),
+            callback_url: Url::parse("https://gh/callback/acme").unwrap(),
+            issuer: Url::parse("https://gh").unwrap(),
+        };
+        let connector = Config {
+            idp_entity_id: Some("https://idp".into()),
+            sso_url: Some(Url::parse("https://idp/sso").unwrap()),
+            slo_url: Some(Url::parse("https://idp/slo").unwrap()),
+            idp_certificates: vec![idp_cert],
+            clock_skew_secs: 60,
+            max_assertion_age_secs: 300,
+            strategy: "samlp".into(),
+            ..Default::default()
+        }
+        .open(&ctx)
+        .unwrap();
+        let lctx = LogoutContext {
+            return_url: Url::parse("https://gh/saml/acme/slo").unwrap(),
+            relay: String::new(),
+            now: SystemTime::now(),
+        };
+        let facts = serde_json::json!({"name_id": "ada", "session_index": "_s1"});
+        let q = logout_request(&idp_key, "ada", "_s1", 0);
+        let answer = connector.upstream_logout_request(&lctx, &q, Some(&facts)).await.unwrap();
+        assert!(answer.ends_session);
+        let Start::Redirect { url } = answer.next else { panic!("a redirect") };
+        assert!(url.as_str().starts_with("https://idp/slo?SAMLResponse="));
+        let answer_xml =
+            binding::inflate(&STANDARD.decode(url.query_pairs().next().unwrap().1.as_bytes()).unwrap()).unwrap();
+        assert!(answer_xml.contains(r#"InResponseTo="_lr1""#) && answer_xml.contains("status:Success"), "{answer_xml}");
+        assert_eq!(url.query_pairs().find(|(k, _)| k == "RelayState").unwrap().1, "rs-1");
+
+        // Another person, another IdP session, no session at all: nothing ends here.
+        for (q, facts) in [
+            (logout_request(&idp_key, "grace", "_s1", 0), Some(&facts)),
+            (logout_request(&idp_key, "ada", "_s2", 0), Some(&facts)),
+            (logout_request(&idp_key, "ada", "_s1", 0), None),
+        ] {
+            assert!(!connector.upstream_logout_request(&lctx, &q, facts).await.unwrap().ends_session);
+        }
+        // Signed by someone else, or too old: refused.
+        let (other, _) = rsa_pair();
+        let forged = logout_request(&other, "ada", "_s1", 0);
+        assert!(connector.upstream_logout_request(&lctx, &forged, Some(&facts)).await.is_err());
+        let old = logout_request(&idp_key, "ada", "_s1", 3600);
+        assert!(connector.upstream_logout_request(&lctx, &old, Some(&facts)).await.is_err());
     }
 
     #[test]

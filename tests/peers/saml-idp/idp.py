@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml, samlp
 from saml2.attribute_converter import AttributeConverter
 from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
 from saml2.config import IdPConfig
@@ -69,6 +69,23 @@ def use_data_encryption(sec, algorithm_uri, session_key):
         return encrypt(statement, enc_key, template, session_key, node_xpath)
 
     sec.encrypt_assertion = encrypt_assertion
+
+
+def report_issued_sessions(server, on_issue):
+    """Call on_issue(NameID, SessionIndex) for each assertion pysaml2 builds.
+
+    pysaml2 draws the AuthnStatement's SessionIndex itself and hands back the response already
+    signed, and possibly encrypted for the SP, so it cannot be read back from there; the
+    assertion is caught as it is built instead.
+    """
+    setup = server.setup_assertion
+
+    def setup_assertion(*args, **kwargs):
+        assertion = setup(*args, **kwargs)
+        on_issue(assertion.subject.name_id, assertion.authn_statement[0].session_index)
+        return assertion
+
+    server.setup_assertion = setup_assertion
 
 
 class IdP:
@@ -134,8 +151,13 @@ class IdP:
         # pysaml2 is not thread-safe (shared signer objects, temp files): one request at a time.
         self.lock = threading.Lock()
         self.pending = {}  # pending-request id -> what the response to that AuthnRequest needs
-        self.sessions = set()  # NameIDs with an active IdP session
-        self.logged_out = []  # NameIDs ended by a LogoutRequest, in order
+        # username -> {"name_id": NameID, "session_index": str} of the last assertion issued to the SP
+        self.sessions = {}
+        self.issued = None  # (NameID, SessionIndex) of the assertion pysaml2 built last
+        report_issued_sessions(self.server, lambda name_id, index: setattr(self, "issued", (name_id, index)))
+        self.logged_out = []  # NameIDs ended by a LogoutRequest from the SP, in order
+        self.logout_requests = {}  # ID of a LogoutRequest we sent, not yet answered -> user, SessionIndex sent
+        self.logout_responses = []  # what the SP answered to them, in order (GET /slo/responses)
 
     def query_signature_ok(self, raw_query, kind, sp_entity_id):
         """Verify an HTTP-Redirect query signature against the SP's signing certificates.
@@ -207,7 +229,8 @@ class IdP:
                 sign_response=self.sign_response,
                 encrypt_assertion=self.encrypt,
             )
-            self.sessions.add(user["name_id"])
+            name_id, session_index = self.issued
+            self.sessions[username] = {"name_id": name_id, "session_index": session_index}
         return base64.b64encode(str(resp).encode()).decode()
 
     def acs_url(self):
@@ -221,7 +244,8 @@ class IdP:
             if "Signature=" in raw_query and not self.query_signature_ok(raw_query, "SAMLRequest", msg.issuer.text):
                 raise ValueError("LogoutRequest signature does not verify")
             name_id = msg.name_id.text if msg.name_id is not None else None
-            self.sessions.discard(name_id)
+            for user in [u for u, s in self.sessions.items() if s["name_id"].text == name_id]:
+                del self.sessions[user]
             self.logged_out.append(name_id)
             destination = self.server.response_args(msg, [BINDING_HTTP_REDIRECT])["destination"]
             resp = self.server.create_logout_response(msg, [BINDING_HTTP_REDIRECT], sign=False)
@@ -229,6 +253,71 @@ class IdP:
                 BINDING_HTTP_REDIRECT, str(resp), destination, relay_state, response=True, sign=True, sigalg=SIG_RSA_SHA256
             )
         return dict(info["headers"])["Location"]
+
+    def initiate_logout(self, username, relay_state, session_index=None):
+        """Start IdP-initiated Single Logout; return the SP URL carrying the signed LogoutRequest.
+
+        None if the user has no session. session_index replaces the issued SessionIndex (for a
+        negative test: the SP must not end a session it was not asked to end).
+        """
+        with self.lock:
+            session = self.sessions.get(username)
+            if session is None:
+                return None
+            sent_index = session_index or session["session_index"]
+            slo = self.server.metadata.single_logout_service(self.sp, BINDING_HTTP_REDIRECT, "spsso")
+            destination = slo[0]["location"]
+            # The NameID is the issued one itself, so its Format (and any qualifier) match. No XML
+            # signature: the Redirect binding signs the query instead (Bindings 3.4.4.1).
+            req_id, req = self.server.create_logout_request(
+                destination, self.sp, name_id=session["name_id"], session_indexes=[sent_index], sign=False
+            )
+            info = self.server.apply_binding(
+                BINDING_HTTP_REDIRECT, str(req), destination, relay_state, sign=True, sigalg=SIG_RSA_SHA256
+            )
+            self.logout_requests[req_id] = {"user": username, "session_index": sent_index}
+        return dict(info["headers"])["Location"]
+
+    def logout_response(self, saml_response, relay_state, raw_query):
+        """Check and record the SP's LogoutResponse to a LogoutRequest from initiate_logout.
+
+        Returns its top-level StatusCode. Raises ValueError for anything that must get a 400.
+        """
+        with self.lock:
+            # pysaml2's schema classes parse it; its parse_logout_request_response would raise on any
+            # status other than Success, and recording the status is the point here.
+            xml = self.server.unravel(saml_response, BINDING_HTTP_REDIRECT, "logout_response")
+            msg = samlp.logout_response_from_string(xml)
+            if msg is None:
+                raise ValueError("not a LogoutResponse")
+            issuer = msg.issuer.text.strip() if msg.issuer is not None and msg.issuer.text else None
+            if issuer != self.sp:
+                raise ValueError(f"Issuer {issuer!r} is not the SP {self.sp!r}")
+            # A LogoutRequest's query signature is optional here, a LogoutResponse's is not: the
+            # tests must see that the SP signs what it sends.
+            if not self.query_signature_ok(raw_query, "SAMLResponse", self.sp):
+                raise ValueError("LogoutResponse is unsigned or its query signature does not verify")
+            if msg.version != "2.0":
+                raise ValueError(f"Version {msg.version!r}")
+            # Bindings 3.4.5.2: a signed message names the URL it was sent to.
+            if msg.destination != self.base + "/slo/redirect":
+                raise ValueError(f"Destination {msg.destination!r} is not {self.base}/slo/redirect")
+            if msg.status is None or msg.status.status_code is None or not msg.status.status_code.value:
+                raise ValueError("no Status/StatusCode")
+            # Checked last, so that a rejected message does not use up the request ID.
+            sent = self.logout_requests.pop(msg.in_response_to, None)
+            if sent is None:
+                raise ValueError(f"InResponseTo {msg.in_response_to!r} is not an unanswered LogoutRequest of ours")
+            status = msg.status.status_code.value
+            # The IdP session ends once the SP confirms the logout of that very session; a failure,
+            # or a request sent with an overridden SessionIndex, leaves it for the next test step.
+            session = self.sessions.get(sent["user"])
+            if status == samlp.STATUS_SUCCESS and session and session["session_index"] == sent["session_index"]:
+                del self.sessions[sent["user"]]
+            self.logout_responses.append(
+                {"in_response_to": msg.in_response_to, "status": status, "relay_state": relay_state, "issuer": issuer}
+            )
+        return status
 
 
 def login_page(pid, error=""):
@@ -259,6 +348,16 @@ def auto_post_page(acs, saml_response, relay_state):
 {relay}<noscript><button type="submit">Continue</button></noscript>
 </form>
 <script>document.getElementById('saml-post').submit()</script>
+</body></html>
+"""
+
+
+def signed_out_page(status):
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Signed out</title></head>
+<body>
+<h1>Signed out</h1>
+<p id="status">{html.escape(status)}</p>
 </body></html>
 """
 
@@ -311,8 +410,14 @@ def handler_for(idp):
                 resp = idp.authn_response(q["user"], None, acs, idp.sp)
                 self.send(200, auto_post_page(acs, resp, q.get("relay_state")))
             elif url.path == "/slo/redirect":
-                if "SAMLRequest" not in q:
-                    return self.fail(400, "missing SAMLRequest")
+                if ("SAMLRequest" in q) == ("SAMLResponse" in q):
+                    return self.fail(400, "need exactly one of SAMLRequest and SAMLResponse")
+                if "SAMLResponse" in q:
+                    try:
+                        status = idp.logout_response(q["SAMLResponse"], q.get("RelayState"), url.query)
+                    except Exception as e:
+                        return self.fail(400, f"bad LogoutResponse: {e!r}")
+                    return self.send(200, signed_out_page(status))
                 try:
                     location = idp.logout(q["SAMLRequest"], q.get("RelayState"), url.query)
                 except Exception as e:
@@ -320,6 +425,15 @@ def handler_for(idp):
                 self.send(302, "", headers=[("Location", location)])
             elif url.path == "/slo/log":
                 self.send(200, json.dumps(idp.logged_out), "application/json")
+            elif url.path == "/slo/initiate":
+                # The RelayState is random unless given, so that an SP echoing a constant shows up.
+                relay_state = q.get("relay_state") or secrets.token_urlsafe(16)
+                location = idp.initiate_logout(q.get("user", ""), relay_state, q.get("session_index"))
+                if location is None:
+                    return self.fail(400, f"no session for user {q.get('user', '')!r}")
+                self.send(302, "", headers=[("Location", location)])
+            elif url.path == "/slo/responses":
+                self.send(200, json.dumps(idp.logout_responses), "application/json")
             else:
                 self.fail(404, "not found")
 

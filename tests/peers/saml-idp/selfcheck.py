@@ -6,6 +6,7 @@ line, and validates each response once more with pysaml2's SP-side parser. Exits
 """
 
 import base64
+import copy
 import datetime
 import html
 import json
@@ -20,12 +21,15 @@ import urllib.parse
 import urllib.request
 import zlib
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
+from saml2.s_utils import error_status_factory
 from saml2.saml import NameID
+from saml2.samlp import STATUS_RESPONDER, STATUS_SUCCESS, STATUS_UNKNOWN_PRINCIPAL
 from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -284,6 +288,105 @@ class Peer:
         check(f'InResponseTo="{req_id}"' in xml and "status:Success" in xml, f"[{n}] LogoutResponse Success, InResponseTo")
         status, _, body = http(self.base + "/slo/log")
         check(json.loads(body) == ["alice-0001"], f"[{n}] /slo/log: {body}")
+
+    def initiate_logout(self, query):
+        """GET /slo/initiate; returns (LogoutRequest message, raw query, decoded query) at the fake SP SLO URL."""
+        n = self.name
+        status, headers, body = http(self.base + "/slo/initiate?" + query)
+        loc = headers.get("Location", "")
+        check(status == 302 and loc.startswith(SLO + "?"), f"[{n}] /slo/initiate?{query} -> 302 to the SP SLO URL")
+        raw = urllib.parse.urlsplit(loc).query
+        names = [part.partition("=")[0] for part in raw.split("&")]
+        check(names == ["SAMLRequest", "RelayState", "SigAlg", "Signature"], f"[{n}] LogoutRequest query order: {names}")
+        q = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+        check(q.get("SigAlg") == SIG_RSA_SHA256, f"[{n}] LogoutRequest SigAlg RSA-SHA256")
+        # SAML Bindings 3.4.4.1: the signature covers the parameters exactly as they are on the wire.
+        signed = raw[: raw.index("&Signature=")].encode()
+        with open(path("idp.crt"), "rb") as f:
+            idp_key = x509.load_pem_x509_certificate(f.read()).public_key()
+        try:
+            idp_key.verify(base64.b64decode(q["Signature"]), signed, padding.PKCS1v15(), hashes.SHA256())
+            raw_ok = True
+        except Exception:
+            raw_ok = False
+        check(raw_ok, f"[{n}] LogoutRequest query signature over the raw octets, with idp.crt")
+        check(verify_redirect_signature(q, self.client.sec.sec_backend, CERTS["idp"]),
+              f"[{n}] LogoutRequest query signature (pysaml2)")
+        xml = zlib.decompress(base64.b64decode(q["SAMLRequest"]), -15).decode()
+        with open(path(n + "-logout-request.xml"), "w") as f:
+            f.write(xml)
+        check("Signature" not in xml, f"[{n}] no XML signature inside a Redirect-bound LogoutRequest")
+        recent(xml, "IssueInstant", f"[{n}] LogoutRequest")
+        # The SP side of pysaml2 parses it too (it checks Destination against its SLO endpoint).
+        req = self.client.parse_logout_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
+        msg = req.message
+        check(msg.issuer.text == self.idp_id and msg.destination == SLO,
+              f"[{n}] LogoutRequest Issuer {msg.issuer.text}, Destination {msg.destination}")
+        return msg, raw, q
+
+    def logout_response(self, msg, relay_state, status=None, sign=True, key="sp-sign"):
+        """The SP's LogoutResponse to msg, built by pysaml2; returns the /slo/redirect URL carrying it."""
+        resp = self.client.create_logout_response(msg, [BINDING_HTTP_REDIRECT], status=status, sign=False)
+        info = self.client.apply_binding(BINDING_HTTP_REDIRECT, str(resp), self.base + "/slo/redirect", relay_state,
+                                         response=True, sign=sign, sigalg=SIG_RSA_SHA256)
+        url = dict(info["headers"])["Location"]
+        if key != "sp-sign":
+            # Same message and signed octets, signed with another key than the one in the SP metadata.
+            signed = url[url.index("?") + 1: url.index("&Signature=")]
+            with open(path(key + ".key"), "rb") as f:
+                sig = serialization.load_pem_private_key(f.read(), None).sign(signed.encode(), padding.PKCS1v15(),
+                                                                              hashes.SHA256())
+            url = url[: url.index("&Signature=")] + "&" + urllib.parse.urlencode({"Signature": base64.b64encode(sig)})
+        return url
+
+    def idp_initiated_logout(self, assertion_xml):
+        """IdP-initiated SLO for the session of assertion_xml, with this peer as the SP's front channel."""
+        n = self.name
+        session_index = re.search(r'SessionIndex="([^"]+)"', assertion_xml).group(1)
+        name_id = re.search(r'<(?:\w+:)?NameID Format="([^"]+)"[^>]*>([^<]+)<', assertion_xml).groups()
+        fmt = self.cfg.get("name_id_format", PERSISTENT)
+        check(name_id == (fmt, "alice-0001"), f"[{n}] issued NameID {name_id}")
+        _, _, before = http(self.base + "/slo/responses")
+        before = json.loads(before)
+
+        # Negative first: another SessionIndex; the SP answers with an error status. The session stays.
+        msg, _, q = self.initiate_logout("user=alice&session_index=not-" + session_index)
+        check([si.text for si in msg.session_index] == ["not-" + session_index], f"[{n}] session_index override sent")
+        status = error_status_factory((STATUS_UNKNOWN_PRINCIPAL, "no such session"))
+        status_code, _, page = http(self.logout_response(msg, q["RelayState"], status=status))
+        check(status_code == 200 and "Signed out" in page, f"[{n}] error LogoutResponse recorded -> 200 Signed out")
+        overridden = {"in_response_to": msg.id, "status": STATUS_RESPONDER, "relay_state": q["RelayState"],
+                      "issuer": SP_ID}
+
+        rs = "slo ~*&<>\"'é/=+"
+        msg, raw, q = self.initiate_logout("user=alice&relay_state=" + urllib.parse.quote(rs, safe=""))
+        check(q.get("RelayState") == rs, f"[{n}] LogoutRequest RelayState as given: {q.get('RelayState')!r}")
+        check(msg.name_id.text == "alice-0001" and msg.name_id.format == fmt,
+              f"[{n}] LogoutRequest NameID {msg.name_id.text} {msg.name_id.format}")
+        check([si.text for si in msg.session_index] == [session_index],
+              f"[{n}] LogoutRequest SessionIndex is the issued one: {session_index}")
+        # One more, answered only after the session has ended.
+        late, _, late_q = self.initiate_logout("user=alice")
+        check(len(late_q.get("RelayState", "")) >= 16, f"[{n}] default RelayState is random: {late_q.get('RelayState')!r}")
+
+        good = self.logout_response(msg, rs)
+        check(http(self.logout_response(msg, rs, sign=False))[0] == 400, f"[{n}] unsigned LogoutResponse -> 400")
+        check(http(self.logout_response(msg, rs, key="sp-enc"))[0] == 400,
+              f"[{n}] LogoutResponse signed with a key not in the SP metadata -> 400")
+        check(http(good.replace("RelayState=slo", "RelayState=SLO"))[0] == 400, f"[{n}] tampered RelayState -> 400")
+        unknown = copy.deepcopy(msg)
+        unknown.id = "id-never-sent"
+        check(http(self.logout_response(unknown, rs))[0] == 400, f"[{n}] LogoutResponse to an unknown request -> 400")
+        status_code, _, page = http(good)
+        check(status_code == 200 and "Signed out" in page, f"[{n}] signed LogoutResponse -> 200 Signed out")
+        check(http(good)[0] == 400, f"[{n}] the same LogoutResponse again -> 400")
+        _, _, body = http(self.base + "/slo/responses")
+        expected = before + [overridden, {"in_response_to": msg.id, "status": STATUS_SUCCESS, "relay_state": rs,
+                                          "issuer": SP_ID}]
+        check(json.loads(body) == expected, f"[{n}] /slo/responses: {body}")
+        check(http(self.base + "/slo/initiate?user=alice")[0] == 400, f"[{n}] session ended: /slo/initiate -> 400")
+        check(http(self.logout_response(late, late_q["RelayState"]))[0] == 200,
+              f"[{n}] a late answer to an earlier LogoutRequest is still accepted")
 
 
 def raw_signed_query(client, peer, tilde_as):
