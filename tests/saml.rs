@@ -511,3 +511,44 @@ async fn authn_requests_over_http_post() {
     let code = param(&location(&r), "code").unwrap();
     assert_eq!(redeem(&s.app, &code, &verifier).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_initiated_logout_ends_the_session_it_names() {
+    let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
+    let b = browser();
+    let (verifier, challenge) = pkce();
+    let start = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")]);
+    let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
+    assert_eq!(redeem(&s.app, &param(&done, "code").unwrap(), &verifier).await.status(), 200);
+    // Is this browser still signed in at Gatehouse? prompt=none answers without a page.
+    let signed_in = |b: reqwest::Client| {
+        let (_, challenge) = pkce();
+        let url = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")]);
+        async move { param(&location(&b.get(url).send().await.unwrap()), "code").is_some() }
+    };
+    assert!(signed_in(b.clone()).await);
+    let idp = &s.idps[0].base;
+
+    // The IdP ends another of its sessions (another SessionIndex): this one stays.
+    let r = b.get(format!("{idp}/slo/initiate?user=ada&session_index=_not-ours")).send().await.unwrap();
+    let to_gatehouse = location(&r);
+    assert!(to_gatehouse.starts_with(&s.app.url("/saml/acme/slo?SAMLRequest=")), "{to_gatehouse}");
+    let r = b.get(&to_gatehouse).send().await.unwrap();
+    assert!(location(&r).starts_with(&format!("{idp}/slo/redirect?SAMLResponse=")));
+    assert!(signed_in(b.clone()).await, "a LogoutRequest for another IdP session ends nothing here");
+
+    // Now Ada's: Gatehouse ends the session and answers, signed, with the IdP's RelayState.
+    let r = b.get(format!("{idp}/slo/initiate?user=ada&relay_state=rs-42")).send().await.unwrap();
+    let r = b.get(location(&r)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cleared = r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("gh_session=;"));
+    assert!(cleared, "the session cookie is removed");
+    let r = b.get(location(&r)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the IdP took the signed LogoutResponse");
+    let answers: serde_json::Value = get(format!("{idp}/slo/responses")).await.unwrap().json().await.unwrap();
+    let last = answers.as_array().unwrap().last().unwrap();
+    assert_eq!(last["status"], "urn:oasis:names:tc:SAML:2.0:status:Success");
+    assert_eq!(last["relay_state"], "rs-42");
+    assert_eq!(last["issuer"], s.app.url("/saml/acme/metadata"));
+    assert!(!signed_in(b).await, "signed out of Gatehouse");
+}

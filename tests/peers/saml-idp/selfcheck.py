@@ -324,9 +324,12 @@ class Peer:
               f"[{n}] LogoutRequest Issuer {msg.issuer.text}, Destination {msg.destination}")
         return msg, raw, q
 
-    def logout_response(self, msg, relay_state, status=None, sign=True, key="sp-sign"):
-        """The SP's LogoutResponse to msg, built by pysaml2; returns the /slo/redirect URL carrying it."""
+    def logout_response(self, msg, relay_state, status=None, sign=True, key="sp-sign", edit=None):
+        """The SP's LogoutResponse to msg, built by pysaml2 (then edit(resp), if given, before it is signed);
+        returns the /slo/redirect URL carrying it."""
         resp = self.client.create_logout_response(msg, [BINDING_HTTP_REDIRECT], status=status, sign=False)
+        if edit:
+            edit(resp)
         info = self.client.apply_binding(BINDING_HTTP_REDIRECT, str(resp), self.base + "/slo/redirect", relay_state,
                                          response=True, sign=sign, sigalg=SIG_RSA_SHA256)
         url = dict(info["headers"])["Location"]
@@ -374,6 +377,10 @@ class Peer:
         check(http(self.logout_response(msg, rs, key="sp-enc"))[0] == 400,
               f"[{n}] LogoutResponse signed with a key not in the SP metadata -> 400")
         check(http(good.replace("RelayState=slo", "RelayState=SLO"))[0] == 400, f"[{n}] tampered RelayState -> 400")
+        check(http(self.logout_response(msg, rs, edit=lambda r: setattr(r, "destination", SLO)))[0] == 400,
+              f"[{n}] LogoutResponse with another Destination -> 400")
+        check(http(self.logout_response(msg, rs, edit=lambda r: setattr(r.issuer, "text", SP_ID + "/x")))[0] == 400,
+              f"[{n}] LogoutResponse from another Issuer -> 400")
         unknown = copy.deepcopy(msg)
         unknown.id = "id-never-sent"
         check(http(self.logout_response(unknown, rs))[0] == 400, f"[{n}] LogoutResponse to an unknown request -> 400")
@@ -440,6 +447,12 @@ def main():
         check(http(p.base + "/idp-initiated?user=alice&password=x")[0] == 401, "[default] idp-initiated bad password")
         check(http(p.base + "/sso/redirect?SAMLRequest=bm9wZQ")[0] == 400, "[default] garbage AuthnRequest -> 400")
         p.logout()
+        # The SP-initiated logout above ended alice's IdP session.
+        check(http(p.base + "/slo/initiate?user=alice")[0] == 400, "[default] /slo/initiate without a session -> 400")
+        check(http(p.base + "/slo/initiate?user=nobody")[0] == 400, "[default] /slo/initiate unknown user -> 400")
+        check(http(p.base + "/slo/redirect?RelayState=x")[0] == 400, "[default] /slo/redirect without a message -> 400")
+        status, _, page = http(p.base + "/idp-initiated?user=alice&password=alice-pw")
+        p.idp_initiated_logout(p.check_response(page, None, relay_state=None))
     finally:
         p.stop()
 
@@ -453,6 +466,7 @@ def main():
         check(status == 200, "[adfs] unsigned AuthnRequest accepted when not required")
         xml = p.check_response(page, req_id)
         check(f'Name="{UPN}"' in xml, "[adfs] claim-URI attribute name kept verbatim")
+        p.idp_initiated_logout(xml)
     finally:
         p.stop()
 
@@ -467,7 +481,8 @@ def main():
     p = Peer("enc-default", encrypt_assertion=True)
     try:
         req_id, status, page = p.login()
-        p.check_response(page, req_id)
+        # The SessionIndex is inside the encrypted assertion here: the IdP must still know it.
+        p.idp_initiated_logout(p.check_response(page, req_id))
     finally:
         p.stop()
 
