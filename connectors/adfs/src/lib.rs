@@ -117,3 +117,56 @@ impl Config {
         .open(ctx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_connector::{Connector, Start, StartContext};
+
+    use super::*;
+
+    fn ctx() -> OpenContext {
+        OpenContext {
+            connection: "corp".into(),
+            callback_url: Url::parse("https://login.example/callback/corp").unwrap(),
+            issuer: Url::parse("https://login.example").unwrap(),
+        }
+    }
+
+    fn config(v: serde_json::Value) -> Config {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn imports_federation_metadata_from_a_file() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/saml/adfs/FederationMetadata.xml");
+        let c = config(serde_json::json!({"federation_metadata_file": file})).open(&ctx()).unwrap();
+        assert_eq!(c.strategy(), "adfs");
+        let idp = c.idp().await.unwrap();
+        assert_eq!(idp.entity_id, "http://adfs.corp.example/adfs/services/trust");
+        assert_eq!(idp.sso_redirect.as_deref(), Some("https://adfs.corp.example/adfs/ls/"));
+        assert_eq!(idp.slo_redirect.as_deref(), Some("https://adfs.corp.example/adfs/ls/"));
+        assert_eq!(idp.certificates.len(), 1, "the IdP's signing key only, once");
+        let start = StartContext {
+            callback_url: ctx().callback_url,
+            transaction_id: "txn-1".into(),
+            login_hint: None,
+            force_login: true,
+            max_age: None,
+        };
+        let (Start::Redirect { url }, _) = c.start(&start).await.unwrap() else { panic!("HTTP-Redirect") };
+        assert!(url.as_str().starts_with("https://adfs.corp.example/adfs/ls/?SAMLRequest="));
+        assert_eq!(url.query_pairs().find(|(k, _)| k == "RelayState").unwrap().1, "txn-1");
+    }
+
+    #[test]
+    fn the_host_gives_the_metadata_url_and_one_source_is_required() {
+        assert!(config(serde_json::json!({"adfs_host": "adfs.corp.example"})).open(&ctx()).is_ok());
+        assert!(config(serde_json::json!({})).open(&ctx()).is_err());
+        let both = serde_json::json!({"adfs_host": "a.example", "federation_metadata_url": "https://b.example/m"});
+        assert!(config(both).open(&ctx()).is_err());
+        let plain = serde_json::json!({"federation_metadata_url": "http://adfs.corp.example/FederationMetadata/2007-06/FederationMetadata.xml"});
+        assert!(config(plain).open(&ctx()).is_err(), "metadata over plain http is refused");
+        assert_eq!(expand(vec!["upn".into()]), [UPN]);
+        assert_eq!(expand(vec!["objectGUID".into()]).len(), OBJECT_GUID.len());
+    }
+}

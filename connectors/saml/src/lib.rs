@@ -1000,6 +1000,55 @@ mod tests {
         assert!(connector.upstream_logout_request(&lctx, &old, Some(&facts)).await.is_err());
     }
 
+    fn asserted(format: &str, attributes: Vec<assertion::Attribute>) -> Asserted {
+        Asserted {
+            assertion_id: "_a".into(),
+            name_id: "3f2a-transient".into(),
+            name_id_format: Some(format.into()),
+            name_qualifier: None,
+            sp_name_qualifier: None,
+            session_index: Some("_s".into()),
+            authn_instant: None,
+            authn_context: None,
+            valid_until: SystemTime::now(),
+            attributes,
+        }
+    }
+
+    #[test]
+    fn a_transient_name_id_is_never_a_user_id() {
+        let ctx = OpenContext {
+            connection: "acme".into(),
+            callback_url: Url::parse("https://gh/callback/acme").unwrap(),
+            issuer: Url::parse("https://gh").unwrap(),
+        };
+        let open = |user_id_attributes: Vec<String>| {
+            Config {
+                idp_entity_id: Some("https://idp".into()),
+                sso_url: Some(Url::parse("https://idp/sso").unwrap()),
+                idp_certificates: vec![include_str!("../selftest/selftest.crt").into()],
+                clock_skew_secs: 60,
+                max_assertion_age_secs: 300,
+                strategy: "samlp".into(),
+                user_id_attributes,
+                ..Default::default()
+            }
+            .open(&ctx)
+            .unwrap()
+        };
+        let upn =
+            assertion::Attribute { name: "upn".into(), friendly_name: None, values: vec!["ada@corp.example".into()] };
+        assert!(matches!(
+            open(Vec::new()).identity(asserted(TRANSIENT, Vec::new())),
+            Err(ConnectorError::InvalidResponse(_))
+        ));
+        let c = open(vec!["upn".into()]);
+        assert!(c.identity(asserted(TRANSIENT, Vec::new())).is_err(), "the attribute is missing");
+        assert_eq!(c.identity(asserted(TRANSIENT, vec![upn])).unwrap().subject, "acme|ada@corp.example");
+        let persistent = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+        assert_eq!(open(Vec::new()).identity(asserted(persistent, Vec::new())).unwrap().subject, "acme|3f2a-transient");
+    }
+
     #[test]
     fn time_options_are_bounded() {
         let ctx = OpenContext {
