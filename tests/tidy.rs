@@ -200,20 +200,29 @@ fn the_connector_guide_shows_the_tested_example() {
     );
 }
 
+/// The reviewed exceptions to `unsafe_code = "deny"`: the file and how many `unsafe` it holds.
+const REVIEWED_UNSAFE: &[(&str, usize)] = &[
+    // Loading QuickJS bytecode Gatehouse compiled itself.
+    ("src/actions/sandbox.rs", 1),
+    // One FFI declaration and one call that switch off libxmlsec1's own stderr printing.
+    ("connectors/saml/src/quiet.rs", 2),
+];
+
 #[test]
-fn unsafe_code_is_the_one_reviewed_exception() {
+fn unsafe_code_is_the_reviewed_exceptions_only() {
     let mut files = rust_files(&root().join("src"));
     files.extend(rust_files(&root().join("connectors")));
-    let mut uses = Vec::new();
+    let mut uses: std::collections::BTreeMap<String, usize> = Default::default();
     for p in files {
         let text = code(&p);
-        for (i, _) in text.match_indices("unsafe ") {
-            uses.push((rel(&p), text[..i].lines().count()));
+        let n = text.match_indices("unsafe ").count();
+        if n > 0 {
+            uses.insert(rel(&p), n);
         }
         if text.contains("allow(unsafe_code)") {
-            assert_eq!(rel(&p), "src/actions/sandbox.rs", "unsafe_code allowed outside the bytecode loader");
+            assert!(REVIEWED_UNSAFE.iter().any(|(f, _)| *f == rel(&p)), "unsafe_code allowed in {}", rel(&p));
         }
     }
-    assert_eq!(uses.len(), 1, "exactly one unsafe block (loading Gatehouse's own QuickJS bytecode): {uses:?}");
-    assert_eq!(uses[0].0, "src/actions/sandbox.rs");
+    let reviewed = REVIEWED_UNSAFE.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect();
+    assert_eq!(uses, reviewed, "unsafe only where reviewed, as often as reviewed");
 }

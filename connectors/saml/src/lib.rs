@@ -13,6 +13,7 @@ pub mod assertion;
 pub mod binding;
 pub mod decrypt;
 pub mod metadata;
+mod quiet;
 mod selftest;
 mod source;
 pub mod verify;

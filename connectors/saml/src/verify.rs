@@ -131,6 +131,7 @@ pub fn verify_parsed(
         // samael verifies nothing when it is given no certificate: never call it that way.
         return Err(VerifyError::NoCertificate);
     }
+    crate::quiet::silence_xmlsec();
     let Carried::Plain(assertion) = carried(&root)? else {
         return Err(shape("encrypted assertion where a decrypted one was expected"));
     };
@@ -209,6 +210,7 @@ pub fn verify_response_only(doc: &str, root: &Element, policy: &Policy) -> Resul
     if policy.certificates.is_empty() {
         return Err(VerifyError::NoCertificate);
     }
+    crate::quiet::silence_xmlsec();
     let root_id = root.attr("ID").filter(|v| !v.is_empty()).ok_or_else(|| shape("Response has no ID"))?;
     let total: usize = root.descendants().iter().map(|e| e.children_named(DSIG, "Signature").count()).sum();
     let sig = root.only_child(DSIG, "Signature").ok_or_else(|| shape("expected one Response signature"))?;
