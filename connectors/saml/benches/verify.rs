@@ -7,8 +7,6 @@
 //! make.py fixtures (fresh keys, "now" timestamps) are made at start in a temp directory.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -23,6 +21,10 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::{Padding, Rsa};
 use openssl::sign::{Signer, Verifier};
 use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::{Scratch, make_py};
 
 const VALID: &str = include_str!("../selftest/valid.xml");
 const CERT: &str = include_str!("../selftest/selftest.crt");
@@ -62,22 +64,6 @@ fn median_rate(f: &mut dyn FnMut()) -> f64 {
     runs[RUNS / 2]
 }
 
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn make_py(args: &[&str]) -> Vec<u8> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/saml/make.py");
-    let out = Command::new("python3").arg(script).args(args).output().expect("python3 runs");
-    assert!(out.status.success(), "make.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 /// Fresh make.py responses and the keys that go with them.
 struct Generated {
     now: SystemTime,
@@ -88,9 +74,7 @@ struct Generated {
 }
 
 fn generate() -> Generated {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let dir = Scratch(std::env::temp_dir().join(format!("gatehouse-saml-bench-{}-{nanos}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Scratch::new("saml-bench");
     let keys = dir.0.join("keys");
     make_py(&["keys", keys.to_str().unwrap()]);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();

@@ -6,10 +6,7 @@
 //! Case counts are fixed and small so the file stays fast in debug builds on CI; nothing is
 //! persisted (`failure_persistence: None`), a failure prints its minimal input instead.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -20,6 +17,10 @@ use openssl::pkey::{PKey, Private};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config;
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{Scratch, make_py};
 
 const VALID: &str = include_str!("../selftest/valid.xml");
 const CERT: &str = include_str!("../selftest/selftest.crt");
@@ -430,31 +431,6 @@ proptest! {
 }
 
 // ------------------------------------------------------------------ decryption
-
-/// A scratch directory removed on drop, also when a test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(what: &str) -> Scratch {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let dir = std::env::temp_dir().join(format!("gatehouse-{what}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn make_py(args: &[&str]) -> Vec<u8> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/saml/make.py");
-    let out = Command::new("python3").arg(script).args(args).output().expect("python3 runs");
-    assert!(out.status.success(), "make.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
 
 struct Encrypted {
     doc: String,
