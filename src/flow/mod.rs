@@ -1247,9 +1247,16 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
     Ok(redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
 }
 
-/// Where a connection's upstream sends the browser back after Single Logout.
-fn upstream_logout_url(core: &Core, conn: &ConnectionId) -> Result<Url, FlowError> {
-    Url::parse(&core.settings.issuer.join(&format!("/saml/{conn}/slo"))).map_err(|e| FlowError::Internal(e.to_string()))
+/// What a connector is told about an upstream logout: where the upstream sends the browser
+/// back (`/saml/{connection}/slo`), the relay value, and now.
+fn logout_context(
+    core: &Core,
+    conn: &ConnectionId,
+    relay: String,
+) -> Result<gatehouse_connector::LogoutContext, FlowError> {
+    let return_url = Url::parse(&core.settings.issuer.join(&format!("/saml/{conn}/slo")))
+        .map_err(|e| FlowError::Internal(e.to_string()))?;
+    Ok(gatehouse_connector::LogoutContext { return_url, relay, now: core.clock.system_time() })
 }
 
 /// After the local session closed: when its upstream offers logout, send the browser there
@@ -1264,11 +1271,7 @@ async fn upstream_logout(
     if !conn.connector.capabilities().logout {
         return Ok(None);
     }
-    let ctx = gatehouse_connector::LogoutContext {
-        return_url: upstream_logout_url(core, &s.connection)?,
-        relay: random_token(24),
-        now: core.clock.system_time(),
-    };
+    let ctx = logout_context(core, &s.connection, random_token(24))?;
     match conn.connector.start_logout(&ctx, facts).await {
         Ok(Some((Start::Redirect { url }, state))) => {
             let record = crate::store::LogoutRecord {
@@ -1303,11 +1306,7 @@ pub async fn answer_upstream_logout(
     let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
     let live = session::find(&core.store, browser.session.as_deref(), core.clock.now()).await?;
     let facts = live.as_ref().filter(|s| s.connection == conn_id).and_then(|s| s.upstream.as_ref());
-    let ctx = gatehouse_connector::LogoutContext {
-        return_url: upstream_logout_url(core, &conn_id)?,
-        relay: String::new(),
-        now: core.clock.system_time(),
-    };
+    let ctx = logout_context(core, &conn_id, String::new())?;
     let answer = match conn.connector.upstream_logout_request(&ctx, raw_query, facts).await {
         Ok(a) => a,
         Err(e) => {
@@ -1340,11 +1339,7 @@ pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &s
         return Err(FlowError::UnknownTransaction);
     }
     let conn = core.connections.get(&record.connection).ok_or(FlowError::ConnectionNotAllowed)?;
-    let ctx = gatehouse_connector::LogoutContext {
-        return_url: upstream_logout_url(core, &record.connection)?,
-        relay,
-        now: core.clock.system_time(),
-    };
+    let ctx = logout_context(core, &record.connection, relay)?;
     match conn.connector.finish_logout(&ctx, record.connector_state, raw_query).await {
         Ok(()) => tracing::info!(connection = %record.connection, "single logout completed"),
         Err(ConnectorError::Denied(status)) => {

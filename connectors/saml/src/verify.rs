@@ -173,14 +173,8 @@ pub fn verify_parsed(
         }));
     }
 
-    let certs: Vec<CertificateDer> = policy.certificates.iter().cloned().map(CertificateDer::from).collect();
-    // With SHA-1 allowed, our own allow-list above is the only one (samael's cannot name it).
-    let allowed = (!policy.allow_sha1).then_some(&STRONG_SIGNATURES[..]);
-    let signed = Crypto::reduce_xml_to_signed_with_allowed_algorithms(doc, &certs, ReduceMode::PreDigest, allowed)
-        .map_err(|_| VerifyError::BadSignature)?;
-    // The pre-digest bytes are what the signature covered. Read them with the same strict
-    // reader, and check they are the element we meant (its ID), never some other node.
-    let signed = xml::parse(&signed, &Limits::MESSAGE)?;
+    // Check they are the element we meant (its ID), never some other node.
+    let signed = signed_content(doc, policy)?;
     let signed_assertion = if signed.is(PROTOCOL, "Response") {
         if signed.attr("ID") != Some(root_id) {
             return Err(VerifyError::BadSignature);
@@ -218,15 +212,23 @@ pub fn verify_response_only(doc: &str, root: &Element, policy: &Policy) -> Resul
         return Err(shape("a Signature in an unexpected place"));
     }
     check_signature(sig, root_id, policy)?;
-    let certs: Vec<CertificateDer> = policy.certificates.iter().cloned().map(CertificateDer::from).collect();
-    let allowed = (!policy.allow_sha1).then_some(&STRONG_SIGNATURES[..]);
-    let signed = Crypto::reduce_xml_to_signed_with_allowed_algorithms(doc, &certs, ReduceMode::PreDigest, allowed)
-        .map_err(|_| VerifyError::BadSignature)?;
-    let signed = xml::parse(&signed, &Limits::MESSAGE)?;
+    let signed = signed_content(doc, policy)?;
     if !signed.is(PROTOCOL, "Response") || signed.attr("ID") != Some(root_id) {
         return Err(VerifyError::BadSignature);
     }
     Ok(())
+}
+
+/// Every signature of `doc` verified by xmlsec with the pinned certificates, and what they
+/// covered (the pre-digest bytes), read back with the same strict reader.
+fn signed_content(doc: &str, policy: &Policy) -> Result<Element, VerifyError> {
+    let certs: Vec<CertificateDer> = policy.certificates.iter().cloned().map(CertificateDer::from).collect();
+    // With SHA-1 allowed, our own allow-list (check_signature) is the only one: samael's
+    // cannot name SHA-1.
+    let allowed = (!policy.allow_sha1).then_some(&STRONG_SIGNATURES[..]);
+    let signed = Crypto::reduce_xml_to_signed_with_allowed_algorithms(doc, &certs, ReduceMode::PreDigest, allowed)
+        .map_err(|_| VerifyError::BadSignature)?;
+    Ok(xml::parse(&signed, &Limits::MESSAGE)?)
 }
 
 /// The shape of one enveloped signature over the element with ID `id`. Returns whether it
