@@ -140,6 +140,87 @@ impl RedirectUri {
     }
 }
 
+string_type!(
+    /// One login attempt's public, unguessable id: the upstream `state` / `RelayState`, the
+    /// hosted pages' path and the `state` of an Action's redirect.
+    TransactionId
+);
+impl TransactionId {
+    /// A fresh id (24 random bytes).
+    pub fn random() -> Self {
+        Self(random_token(24))
+    }
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(InvalidValue("transaction id must be 1-64 of A-Z, a-z, 0-9, '-', '_'"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Secret values that travel to one party once and are stored only by hash: no `Display`, a
+/// redacted `Debug`, and `expose` is the one way to read them (to put them in a response).
+macro_rules! secret_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A value received from a client, taken as is: it is only ever hashed and
+            /// looked up, never trusted.
+            pub fn from_presented(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+            /// What the store keeps.
+            pub fn hash(&self) -> SecretHash {
+                SecretHash::of(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}([redacted])", stringify!($name))
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// A single-use authorization code (RFC 6749 4.1.2).
+    AuthCode
+);
+impl AuthCode {
+    /// A fresh code (32 random bytes).
+    pub fn random() -> Self {
+        Self(random_token(32))
+    }
+}
+
+secret_type!(
+    /// A refresh token, `<grant id>.<secret>`.
+    RefreshToken
+);
+impl RefreshToken {
+    /// A fresh token of grant `grant_id`.
+    pub fn new(grant_id: &str) -> Self {
+        Self(format!("{grant_id}.{}", random_token(32)))
+    }
+    /// The grant this token claims to belong to.
+    pub fn grant_id(&self) -> Option<&str> {
+        Self::grant_id_of(&self.0)
+    }
+    /// The grant id part of a presented token, if it has a plausible one.
+    pub fn grant_id_of(token: &str) -> Option<&str> {
+        token.split_once('.').map(|(g, _)| g).filter(|g| !g.is_empty() && g.len() <= 64)
+    }
+}
+
 /// An issuer: an absolute http(s) URL without query, fragment or trailing slash.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Issuer(String);
@@ -313,6 +394,20 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_ids_checked() {
+        let code = AuthCode::random();
+        assert_eq!(format!("{code:?}"), "AuthCode([redacted])");
+        assert_eq!(code.hash(), SecretHash::of(code.expose()));
+        let rt = RefreshToken::new("g1");
+        assert!(!format!("{rt:?}").contains(rt.expose()));
+        assert_eq!(rt.grant_id(), Some("g1"));
+        assert!(TransactionId::parse(TransactionId::random().as_str()).is_ok());
+        for bad in ["", "a/b", "a b", &"x".repeat(65)] {
+            assert!(TransactionId::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn redirect_uri_rejects_fragments_and_relative() {

@@ -75,7 +75,7 @@ async fn an_unreachable_redis_is_unavailable_not_stuck() {
     s.health.ping().await.unwrap();
     redis.kill();
     let started = std::time::Instant::now();
-    let e = s.transactions.get("x").await.unwrap_err();
+    let e = s.transactions.get(&gatehouse::types::TransactionId::parse("x").unwrap()).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "bounded by the deadline, took {:?}", started.elapsed());
     redis.restart();

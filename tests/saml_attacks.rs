@@ -71,7 +71,7 @@ enum Expect {
     Accept,
     /// Refused as an invalid response (possible attack).
     Reject,
-    /// The IdP said no: refused with a way back to the application.
+    /// The IdP said no: `access_denied` at the client's redirect URI.
     Denied,
     /// Not a POST response: the HTTP-Redirect binding case, driven separately.
     Redirect,
@@ -197,16 +197,25 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
         let p = &txns[name];
         let r = p.post(&acs, &responses, name).await;
         let status = r.status().as_u16();
-        let want = if *expect == Expect::Denied { 403 } else { 400 };
-        assert_eq!(status, want, "{name}: status");
-        assert!(r.headers().get("location").is_none(), "{name}: no redirect, so no code");
         assert!(!session_cookie_set(&r), "{name}: no session");
-        let cid = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
-        let page = r.text().await.unwrap();
-        assert!(page.contains(&cid), "{name}: an error page with the correlation id");
+        if *expect == Expect::Denied {
+            // A refusal goes back to the client's trusted redirect URI (OIDC Core 3.1.2.6).
+            assert_eq!(status, 303, "{name}: status");
+            let to = r.headers()["location"].to_str().unwrap().to_owned();
+            assert_eq!(param(&to, "error").as_deref(), Some("access_denied"), "{name}: {to}");
+            assert_eq!(param(&to, "iss").as_deref(), Some(app.issuer.as_str()), "{name}: {to}");
+            assert!(param(&to, "code").is_none(), "{name}: no code");
+        } else {
+            assert_eq!(status, 400, "{name}: status");
+            assert!(r.headers().get("location").is_none(), "{name}: no redirect, so no code");
+            let cid = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+            let page = r.text().await.unwrap();
+            assert!(page.contains(&cid), "{name}: an error page with the correlation id");
+        }
         // The transaction is spent: the same browser cannot retry it with a better response.
         // (An oversized body is refused before it is read: it never reaches the login.)
-        let live = app.core.store.transactions.get(&p.relay_state).await.unwrap().is_some();
+        let id = gatehouse::types::TransactionId::parse(&p.relay_state).unwrap();
+        let live = app.core.store.transactions.get(&id).await.unwrap().is_some();
         assert_eq!(live, *name == "oversized", "{name}: transaction consumed");
     }
     let users = &app.core.store.users;

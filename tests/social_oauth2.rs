@@ -461,16 +461,6 @@ async fn user(app: &TestApp, id: &str) -> Option<gatehouse::store::UserRecord> {
     app.core.store.users.get(&UserId::parse(id).unwrap()).await.unwrap()
 }
 
-/// Undo the HTML escaping of an attribute value.
-fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 #[tokio::test]
 async fn facebook_login_end_to_end_with_pkce_and_appsecret_proof() {
     let (fake, app) = setup(Mode::Normal, APP_SECRET, 10_000).await;
@@ -562,19 +552,20 @@ async fn a_wrong_app_secret_fails_the_login_and_creates_nothing() {
 }
 
 #[tokio::test]
-async fn an_upstream_denial_gets_a_403_page_with_a_way_back() {
+async fn an_upstream_denial_goes_back_to_the_client_as_access_denied() {
     let (fake, app) = setup(Mode::Deny, APP_SECRET, 10_000).await;
     let b = browser();
     let (_, challenge) = pkce();
     let callback = through_dialog(&app, &fake, &b, "facebook", &challenge).await;
     assert_eq!(param(&callback, "error").as_deref(), Some("access_denied"));
     assert!(param(&callback, "code").is_none());
-    let body = assert_error_page(b.get(&callback).send().await.unwrap(), 403, "access_denied").await;
-    let marker = "id=\"back\" href=\"";
-    let start = body.find(marker).unwrap_or_else(|| panic!("no back link:\n{body}")) + marker.len();
-    let back = unescape(body[start..].split('"').next().unwrap());
+    // OIDC Core 3.1.2.6: the client's redirect URI is trusted, so the refusal goes there.
+    let r = b.get(&callback).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let back = location(&r);
     assert!(back.starts_with(&format!("{WEB_REDIRECT}?")), "{back}");
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+    assert!(param(&back, "error_description").is_some(), "{back}");
     assert_eq!(param(&back, "state").as_deref(), Some("st-123"), "the client's state, not the upstream's");
     assert_eq!(param(&back, "iss").as_deref(), Some(app.issuer.as_str()));
     assert!(param(&back, "code").is_none());

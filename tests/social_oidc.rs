@@ -182,11 +182,15 @@ async fn google_with_a_hosted_domain() {
     let user = s.app.core.store.users.get(&UserId::parse("google-oauth2|alice-1").unwrap()).await.unwrap().unwrap();
     assert!(user.identities[0].is_social);
 
-    // An account of another Workspace domain: refused, with a way back to the app.
-    let (url, status, page) = login_via(&s, "google-other", "alice").await;
-    assert!(url.contains("/callback/google-other"), "{url}");
-    assert_eq!(status, 403);
-    assert!(page.contains("Sign-in refused") && page.contains("access_denied"), "{page}");
+    // An account of another Workspace domain: refused, and the app hears it (OIDC Core 3.1.2.6).
+    let (url, status, _) = login_via(&s, "google-other", "alice").await;
+    assert!(url.starts_with(WEB_REDIRECT), "{url}");
+    assert_eq!(status, 303);
+    assert_eq!(param(&url, "error").as_deref(), Some("access_denied"), "{url}");
+    assert!(param(&url, "error_description").is_some(), "{url}");
+    assert_eq!(param(&url, "state").as_deref(), Some("st-123"), "{url}");
+    assert_eq!(param(&url, "iss").as_deref(), Some(s.app.issuer.as_str()), "{url}");
+    assert!(param(&url, "code").is_none(), "{url}");
     assert_eq!(
         s.app
             .core
@@ -235,10 +239,12 @@ async fn verified_emails_link_two_connections_to_one_user() {
 async fn upstream_refusals_and_replays_are_rejected_cleanly() {
     let s = setup(&[("okta", "oidc", "", "", alice("alice@example.com", true, ""))]).await;
     // The person refuses at the provider.
-    let (url, status, page) = login_via(&s, "okta", "deny").await;
-    assert!(url.contains("error=access_denied"), "{url}");
-    assert_eq!(status, 403);
-    assert!(page.contains("id=\"back\"") && page.contains("correlation-id"), "{page}");
+    let (url, status, _) = login_via(&s, "okta", "deny").await;
+    assert!(url.starts_with(WEB_REDIRECT), "back at the client: {url}");
+    assert_eq!(status, 303);
+    assert_eq!(param(&url, "error").as_deref(), Some("access_denied"), "{url}");
+    assert_eq!(param(&url, "state").as_deref(), Some("st-123"), "{url}");
+    assert!(param(&url, "code").is_none(), "{url}");
     assert!(s.app.core.store.users.get(&UserId::parse("oidc|alice-1").unwrap()).await.unwrap().is_none());
 
     // A callback replayed after it completed, and one with a forged state.

@@ -7,6 +7,7 @@ use actix_web::http::header;
 
 use super::page::Page;
 use crate::flow::FlowError;
+use crate::store::StoreError;
 use crate::oauth::{ErrorCode, OAuthError};
 
 fn status_of(code: ErrorCode) -> StatusCode {
@@ -62,11 +63,17 @@ pub fn oauth_page(page: &Page, e: &OAuthError) -> HttpResponse {
     page.error(status, title, &e.description, e.code.as_str())
 }
 
+/// The one log line of a store failure that reaches a browser or a client.
+pub fn store_unavailable(e: &StoreError) {
+    tracing::error!(kind = "temporarily_unavailable", error = %e, "store error");
+}
+
 pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
     let (status, title, kind) = match e {
         FlowError::UnknownTransaction => (StatusCode::BAD_REQUEST, "This sign-in has expired", "unknown_transaction"),
         FlowError::BrowserMismatch => (StatusCode::BAD_REQUEST, "This sign-in started elsewhere", "browser_mismatch"),
         FlowError::Csrf => (StatusCode::BAD_REQUEST, "This form has expired", "csrf"),
+        FlowError::UnknownClient => (StatusCode::BAD_REQUEST, "Unknown application", "unknown_client"),
         FlowError::ConnectionNotAllowed => {
             (StatusCode::BAD_REQUEST, "Sign-in method not available", "connection_not_allowed")
         }
@@ -86,16 +93,6 @@ pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
             (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in could not be completed", "action_failed")
         }
         FlowError::Authorize(o) => return oauth_page(page, o),
-        FlowError::Denied { reason, back } => {
-            tracing::info!(kind = "access_denied", %reason, "sign-in refused");
-            return page.error_with_back(
-                StatusCode::FORBIDDEN,
-                "Sign-in refused",
-                "The identity provider or a policy refused this sign-in.",
-                "access_denied",
-                Some(back),
-            );
-        }
     };
     match e {
         FlowError::InvalidUpstreamResponse(d)
@@ -104,7 +101,7 @@ pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
         | FlowError::Internal(d) => {
             tracing::warn!(kind, detail = %d, "login failed");
         }
-        FlowError::Store(s) => tracing::error!(kind, error = %s, "login failed"),
+        FlowError::Store(s) => store_unavailable(s),
         _ => tracing::info!(kind, "login refused"),
     }
     page.error(status, title, &e.to_string(), kind)

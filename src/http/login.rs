@@ -4,7 +4,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use super::error::{flow_page, oauth_page};
+use super::error::{flow_page, oauth_page, store_unavailable};
 use super::page::{Page, binding_cookie, cookie, removal};
 use super::{Core, read_params};
 use crate::flow::{
@@ -95,6 +95,10 @@ pub async fn authorize(core: web::Data<Core>, req: HttpRequest, page: Page, body
             oauth_page(&page, &e)
         }
         Err(AuthorizeFailure::Login(e)) => flow_page(&page, &e),
+        Err(AuthorizeFailure::Store { error, back }) => {
+            store_unavailable(&error);
+            respond(&page, &flow::error_response(*back, core.settings.issuer.as_str()))
+        }
         Err(AuthorizeFailure::Request(AuthorizeError::Redirect(e))) => {
             tracing::info!(error = e.error.code.as_str(), "authorization request refused; told the client");
             let r = flow::error_response(e, core.settings.issuer.as_str());

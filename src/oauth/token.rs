@@ -8,10 +8,10 @@ use super::params::Params;
 use crate::settings::{ClientSettings, GrantType};
 use crate::state::Core;
 use crate::store::{
-    AuthorizationRequest, CodeRecord, CustomClaims, GrantRecord, Redeemed, Rotation, SessionRecord, UserRecord,
+    AuthorizationRequest, CodeRecord, CustomClaims, GrantRecord, Redeemed, Rotation, StoreError, UserRecord,
 };
 use crate::tokens::{AccessClaims, IdTokenInput, mint_access_token, mint_id_token};
-use crate::types::{Scopes, SecretHash, random_token};
+use crate::types::{AuthCode, RefreshToken, Scopes, UserId, random_token};
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -25,14 +25,24 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Issue a single-use authorization code for a finished login; returns the code.
+/// Whom a code is for: the user and the session of the login it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeSubject<'a> {
+    pub user_id: &'a UserId,
+    pub sid: &'a str,
+    pub auth_time: u64,
+    pub amr: &'a [String],
+}
+
+/// Issue a single-use authorization code for a finished login; returns the code. Its one
+/// caller is `flow::resume`.
 pub async fn issue_code(
     core: &Core,
     req: &AuthorizationRequest,
-    session: &SessionRecord,
+    who: CodeSubject<'_>,
     custom: &CustomClaims,
-) -> Result<String, OAuthError> {
-    let code = random_token(32);
+) -> Result<AuthCode, StoreError> {
+    let code = AuthCode::random();
     let now = core.clock.now();
     let record = CodeRecord {
         client_id: req.client_id.clone(),
@@ -40,15 +50,15 @@ pub async fn issue_code(
         scopes: req.scopes.clone(),
         nonce: req.nonce.clone(),
         code_challenge: req.code_challenge.clone(),
-        user_id: session.user_id.clone(),
-        sid: session.sid.clone(),
-        auth_time: session.auth_time,
-        amr: session.amr.clone(),
+        user_id: who.user_id.clone(),
+        sid: who.sid.to_owned(),
+        auth_time: who.auth_time,
+        amr: who.amr.to_vec(),
         issued_at: now,
         custom: custom.clone(),
         unsolicited: req.unsolicited,
     };
-    core.store.codes.put(SecretHash::of(&code), &record, core.settings.tokens.code_ttl).await?;
+    core.store.codes.put(code.hash(), &record, core.settings.tokens.code_ttl).await?;
     Ok(code)
 }
 
@@ -81,7 +91,7 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
     // refresh family would cost a record per login for a month; a replay that late finds an
     // unknown code and is refused, without revoking.
     let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
-    let record = match core.store.codes.redeem(SecretHash::of(code), &grant_id, tombstone).await? {
+    let record = match core.store.codes.redeem(AuthCode::from_presented(code).hash(), &grant_id, tombstone).await? {
         Redeemed::Fresh(r) => *r,
         Redeemed::Reused { grant_id: first } => {
             // RFC 6749 10.5: a code used twice revokes what its first use issued.
@@ -129,10 +139,10 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
         custom: record.custom.clone(),
     };
     let refresh_token = if refresh {
-        let token = format!("{}.{}", grant.id, random_token(32));
-        grant.refresh = Some(SecretHash::of(&token));
+        let token = RefreshToken::new(&grant.id);
+        grant.refresh = Some(token.hash());
         core.store.grants.put(&grant).await?;
-        Some(token)
+        Some(token.expose().to_owned())
     } else {
         None
     };
@@ -209,13 +219,13 @@ fn user_tokens(
 /// A refresh token is `<grant id>.<secret>`: the id finds the family, the hash of the whole
 /// token must be the family's current one.
 pub fn refresh_grant_id(token: &str) -> Option<&str> {
-    token.split_once('.').map(|(g, _)| g).filter(|g| !g.is_empty() && g.len() <= 64)
+    RefreshToken::grant_id_of(token)
 }
 
 async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
-    let token = p.require("refresh_token")?;
+    let token = RefreshToken::from_presented(p.require("refresh_token")?);
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let grant_id = refresh_grant_id(token).ok_or_else(invalid)?;
+    let grant_id = token.grant_id().ok_or_else(invalid)?;
     // Check the owner before rotating, so another client's attempt leaves the family intact.
     let current = core.store.grants.get(grant_id).await?.ok_or_else(invalid)?;
     if current.client_id != client.id {
@@ -234,9 +244,9 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
     // Everything that can fail comes before the rotation: once rotated, a client that never
     // received the new token would find its retry treated as reuse.
     let user = load_user(core, &current.user_id).await?;
-    let next = format!("{grant_id}.{}", random_token(32));
+    let next = RefreshToken::new(grant_id);
     let now = core.clock.now();
-    let mut grant = match core.store.grants.rotate(grant_id, SecretHash::of(token), SecretHash::of(&next), now).await? {
+    let mut grant = match core.store.grants.rotate(grant_id, token.hash(), next.hash(), now).await? {
         Rotation::Rotated(g) => *g,
         Rotation::Reused => {
             tracing::warn!(client_id = %client.id, "refresh token reuse; the family is revoked");
@@ -247,7 +257,7 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
         Rotation::Invalid => return Err(invalid()),
     };
     grant.scopes = scopes;
-    user_tokens(core, &grant, &user, None, Some(next))
+    user_tokens(core, &grant, &user, None, Some(next.expose().to_owned()))
 }
 
 async fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {

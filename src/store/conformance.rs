@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::types::{ClientId, ConnectionId, RedirectUri, Scopes, SecretHash, UserId};
+use crate::types::{ClientId, ConnectionId, RedirectUri, Scopes, SecretHash, TransactionId, UserId};
 
 #[async_trait]
 pub trait Harness: Send + Sync {
@@ -18,6 +18,7 @@ pub trait Harness: Send + Sync {
 /// Runs every check; each panics with a message naming the broken promise.
 pub async fn run_all(store: &Store, h: &dyn Harness) {
     transactions_take_once_and_expire(store, h).await;
+    transaction_race_has_one_taker(store, h).await;
     codes_redeem_once_then_report_reuse(store, h).await;
     code_race_has_one_winner(store, h).await;
     sessions_live_until_deleted_or_expired(store, h).await;
@@ -119,26 +120,77 @@ fn grant(id: &str, now: u64, refresh: SecretHash) -> GrantRecord {
 
 async fn transactions_take_once_and_expire(store: &Store, h: &dyn Harness) {
     let txn = TransactionRecord {
-        id: unique("txn"),
+        id: TransactionId::parse(&unique("txn")).unwrap(),
         browser: SecretHash::of("browser"),
         request: request(),
-        connection: None,
-        connector_state: None,
-        credentials_label: None,
+        step: Step::Upstream {
+            connection: ConnectionId::parse("acme").unwrap(),
+            state: gatehouse_connector::ConnectorState(b"nonce".to_vec()),
+        },
         csrf: "c".into(),
         created_at: h.now(),
-        resume: None,
     };
     store.transactions.put(&txn, 5).await.unwrap();
     assert_eq!(store.transactions.get(&txn.id).await.unwrap().as_ref(), Some(&txn), "get after put");
     assert_eq!(store.transactions.take(&txn.id).await.unwrap(), Some(txn.clone()), "first take");
     assert_eq!(store.transactions.take(&txn.id).await.unwrap(), None, "a transaction is taken once");
 
-    let short = TransactionRecord { id: unique("txn"), ..txn };
+    let short = TransactionRecord { id: TransactionId::parse(&unique("txn")).unwrap(), ..txn.clone() };
     store.transactions.put(&short, 1).await.unwrap();
     h.advance(2).await;
     assert_eq!(store.transactions.get(&short.id).await.unwrap(), None, "transaction TTL");
     assert_eq!(store.transactions.take(&short.id).await.unwrap(), None, "expired transaction cannot be taken");
+    assert_eq!(
+        store.transactions.take_bound(&short.id, &short.browser).await.unwrap(),
+        Taken::Missing,
+        "expired transaction cannot be taken by its browser either"
+    );
+
+    let bound = TransactionRecord { id: TransactionId::parse(&unique("txn")).unwrap(), ..txn };
+    store.transactions.put(&bound, 5).await.unwrap();
+    let stranger = SecretHash::of("another browser");
+    assert_eq!(store.transactions.take_bound(&bound.id, &stranger).await.unwrap(), Taken::OtherBrowser);
+    assert_eq!(
+        store.transactions.get(&bound.id).await.unwrap().as_ref(),
+        Some(&bound),
+        "another browser's attempt leaves the transaction in place"
+    );
+    assert_eq!(
+        store.transactions.take_bound(&bound.id, &bound.browser).await.unwrap(),
+        Taken::Mine(Box::new(bound.clone())),
+        "its own browser takes it"
+    );
+    assert_eq!(store.transactions.take_bound(&bound.id, &bound.browser).await.unwrap(), Taken::Missing, "once");
+}
+
+async fn transaction_race_has_one_taker(store: &Store, h: &dyn Harness) {
+    let txn = TransactionRecord {
+        id: TransactionId::parse(&unique("txn")).unwrap(),
+        browser: SecretHash::of("browser"),
+        request: request(),
+        step: Step::ChooseConnection,
+        csrf: "c".into(),
+        created_at: h.now(),
+    };
+    store.transactions.put(&txn, 60).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (s, id, b) = (store.clone(), txn.id.clone(), txn.browser);
+            tokio::spawn(async move { s.transactions.take_bound(&id, &b).await.unwrap() })
+        })
+        .collect();
+    let mut mine = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Taken::Mine(t) => {
+                assert_eq!(*t, txn);
+                mine += 1;
+            }
+            Taken::Missing => {}
+            Taken::OtherBrowser => panic!("the right browser was told it is another"),
+        }
+    }
+    assert_eq!(mine, 1, "exactly one of 16 concurrent callbacks takes the transaction");
 }
 
 async fn codes_redeem_once_then_report_reuse(store: &Store, h: &dyn Harness) {

@@ -129,16 +129,24 @@ fn identity_key(connection: &str, upstream_user_id: &str) -> String {
 impl TransactionStore for MemoryStore {
     async fn put(&self, txn: &TransactionRecord, ttl: u64) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
-        g.transactions.put(txn.id.clone(), txn.clone(), Some(ttl), now);
+        g.transactions.put(txn.id.to_string(), txn.clone(), Some(ttl), now);
         Ok(())
     }
-    async fn get(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
+    async fn get(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>> {
         let (mut g, now) = self.lock(false);
-        Ok(g.transactions.get(id, now).cloned())
+        Ok(g.transactions.get(id.as_str(), now).cloned())
     }
-    async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
+    async fn take(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>> {
         let (mut g, now) = self.lock(true);
-        Ok(g.transactions.take(id, now))
+        Ok(g.transactions.take(id.as_str(), now))
+    }
+    async fn take_bound(&self, id: &TransactionId, browser: &SecretHash) -> StoreResult<Taken> {
+        let (mut g, now) = self.lock(true);
+        let Some(txn) = g.transactions.get(id.as_str(), now) else { return Ok(Taken::Missing) };
+        if !crate::types::ct_eq(&txn.browser.0, &browser.0) {
+            return Ok(Taken::OtherBrowser);
+        }
+        Ok(g.transactions.take(id.as_str(), now).map_or(Taken::Missing, |t| Taken::Mine(Box::new(t))))
     }
 }
 

@@ -1,7 +1,7 @@
 //! All shared state, behind one trait per aggregate.
 //!
 //! Every single-use artifact is consumed by one atomic operation of its trait
-//! (`TransactionStore::take`, `CodeStore::redeem`, `GrantStore::rotate`,
+//! (`TransactionStore::take` and `take_bound`, `CodeStore::redeem`, `GrantStore::rotate`,
 //! `ReplayCache::insert_once`), so two nodes can never both use it. Secrets are stored under
 //! their hash. Every transient record has a TTL. The store imports nothing above it.
 //!
@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::types::{SecretHash, UserId};
+use crate::types::{SecretHash, TransactionId, UserId};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +33,27 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`TransactionStore::take_bound`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken {
+    /// The transaction, now removed.
+    Mine(Box<TransactionRecord>),
+    /// It exists but another browser started it: it is left in place, so a stranger who
+    /// learns a live `state` cannot cancel someone else's login.
+    OtherBrowser,
+    /// Never stored, expired, or already taken.
+    Missing,
+}
+
 #[async_trait]
 pub trait TransactionStore: Send + Sync {
     async fn put(&self, txn: &TransactionRecord, ttl: u64) -> StoreResult<()>;
-    async fn get(&self, id: &str) -> StoreResult<Option<TransactionRecord>>;
+    async fn get(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>>;
     /// Remove and return, atomically: at most one caller gets `Some`.
-    async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>>;
+    async fn take(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>>;
+    /// Remove and return the transaction only if `browser` (the hash of the binding cookie)
+    /// is the one it was started with; one atomic step and one round trip.
+    async fn take_bound(&self, id: &TransactionId, browser: &SecretHash) -> StoreResult<Taken>;
 }
 
 #[async_trait]

@@ -4,7 +4,7 @@
 use gatehouse_connector::ConnectorState;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ClientId, ConnectionId, PkceChallenge, RedirectUri, Scopes, SecretHash, UserId};
+use crate::types::{ClientId, ConnectionId, PkceChallenge, RedirectUri, Scopes, SecretHash, TransactionId, UserId};
 
 /// How the authorization response travels back to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,24 +40,59 @@ pub struct AuthorizationRequest {
 }
 
 /// One login attempt, bound to the browser that started it.
+///
+/// The shape changed when `step` replaced four optional fields; the Redis backend keeps this
+/// shape under its own key kind (`txn2`), so a record of the old shape is never misread (it
+/// expires within the transaction TTL, and that login starts again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransactionRecord {
     /// Public and unguessable: the upstream `state` / `RelayState` and the hosted-page path.
-    pub id: String,
+    pub id: TransactionId,
     /// SHA-256 of the browser-binding cookie; the callback must present the same cookie.
     pub browser: SecretHash,
     pub request: AuthorizationRequest,
-    /// Set once the person picks a connection and its connector has started.
-    pub connection: Option<ConnectionId>,
-    pub connector_state: Option<ConnectorState>,
-    /// Set when the connector asked for a credentials form: the username field's label.
-    pub credentials_label: Option<String>,
+    /// What the login waits for now.
+    pub step: Step,
     /// Anti-CSRF token of the hosted forms of this transaction.
     pub csrf: String,
     pub created_at: u64,
-    /// Set while the login waits at an Action's redirect for `/continue`.
-    #[serde(default)]
-    pub resume: Option<Resume>,
+}
+
+/// What a stored transaction waits for, so any node can tell without inferring it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// The hosted chooser: the person picks a connection (or types an email).
+    ChooseConnection,
+    /// The connector started; the upstream sends the browser back to `/callback/{connection}`.
+    Upstream { connection: ConnectionId, state: ConnectorState },
+    /// The connector asked for the hosted credentials form.
+    Credentials { connection: ConnectionId, state: ConnectorState, username_label: String },
+    /// Paused at an Action's `api.redirect.sendUserTo`; `/continue` resumes the chain.
+    Actions { resume_at: Resume },
+}
+
+impl Step {
+    /// The connection this step belongs to, once one was chosen.
+    pub fn connection(&self) -> Option<&ConnectionId> {
+        match self {
+            Self::ChooseConnection => None,
+            Self::Upstream { connection, .. } | Self::Credentials { connection, .. } => Some(connection),
+            Self::Actions { resume_at } => Some(&resume_at.connection),
+        }
+    }
+}
+
+/// Which session a login's code belongs to once its steps are done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SessionPlan {
+    /// An interactive login: open a new SSO session (a new id at every login).
+    Open,
+    /// A silent login answered from the live session with this `sid`.
+    Reuse { sid: String },
+    /// An IdP-initiated login: tokens with a session id of their own, no SSO session.
+    Detached,
 }
 
 /// A login paused by `api.redirect.sendUserTo`: everything needed to finish it on `/continue`.
@@ -71,10 +106,7 @@ pub struct Resume {
     pub custom: CustomClaims,
     /// The action that redirected: it continues with `onContinuePostLogin`.
     pub action: usize,
-    /// An interactive login opens a session once finished; a silent one has one already.
-    pub open_session: bool,
-    /// The session a silent login used.
-    pub sid: Option<String>,
+    pub session: SessionPlan,
     /// The connector's facts for ending the upstream session, kept for the session.
     #[serde(default)]
     pub upstream: Option<serde_json::Value>,

@@ -134,6 +134,28 @@ return v
     )
 });
 
+/// The key kind of transactions: the record's shape is part of it (see `TransactionRecord`).
+const TXN: &str = "txn2";
+
+/// KEYS: the transaction. ARGV: the hex SHA-256 of the presenting browser's binding cookie.
+/// Returns nil when absent, `B` when another browser started it (left in place), `C` for a
+/// record that is not JSON, and
+/// `T<record json>` once taken. The hashes compared are of a 32-byte random secret, so a
+/// plain comparison leaks nothing usable.
+static TAKE_BOUND: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ok, r = pcall(cjson.decode, v)
+if not ok then return 'C' end
+if r['browser'] ~= ARGV[1] then return 'B' end
+redis.call('DEL', KEYS[1])
+return 'T' .. v
+"#,
+    )
+});
+
 /// KEYS: grant hash, rotated set, revocation marker. ARGV: presented, next, now, revoke ttl.
 /// Returns {1, record json, last_used} when rotated, {2} on reuse (family revoked), {0} else.
 static ROTATE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
@@ -341,14 +363,26 @@ impl RedisStore {
 #[async_trait]
 impl TransactionStore for RedisStore {
     async fn put(&self, txn: &TransactionRecord, ttl: u64) -> StoreResult<()> {
-        self.set_ex(self.key("txn", &txn.id), json(txn)?, ttl).await
+        self.set_ex(self.key(TXN, txn.id.as_str()), json(txn)?, ttl).await
     }
-    async fn get(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
-        self.get_string(self.key("txn", id)).await?.map(|s| parse(&s)).transpose()
+    async fn get(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>> {
+        self.get_string(self.key(TXN, id.as_str())).await?.map(|s| parse(&s)).transpose()
     }
-    async fn take(&self, id: &str) -> StoreResult<Option<TransactionRecord>> {
-        let v: Option<String> = self.query(::redis::cmd("GETDEL").arg(self.key("txn", id)).to_owned()).await?;
+    async fn take(&self, id: &TransactionId) -> StoreResult<Option<TransactionRecord>> {
+        let v: Option<String> = self.query(::redis::cmd("GETDEL").arg(self.key(TXN, id.as_str())).to_owned()).await?;
         v.map(|s| parse(&s)).transpose()
+    }
+    async fn take_bound(&self, id: &TransactionId, browser: &SecretHash) -> StoreResult<Taken> {
+        let key = self.key(TXN, id.as_str());
+        let browser = browser.to_hex();
+        let v: Option<String> =
+            self.run(|mut c| async move { TAKE_BOUND.key(key).arg(browser).invoke_async(&mut c).await }).await?;
+        Ok(match v.as_deref().map(|s| s.split_at_checked(1)) {
+            None => Taken::Missing,
+            Some(Some(("B", _))) => Taken::OtherBrowser,
+            Some(Some(("T", rec))) => Taken::Mine(Box::new(parse(rec)?)),
+            Some(_) => return Err(StoreError::Corrupt("unknown take_bound answer".into())),
+        })
     }
 }
 

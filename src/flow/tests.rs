@@ -1,0 +1,1 @@
+//! Flow unit tests (filled below).
