@@ -59,4 +59,14 @@ impl Connections {
     pub fn get(&self, id: &ConnectionId) -> Option<&Arc<Connection>> {
         self.0.get(id)
     }
+
+    /// The same connections with `id`'s connector replaced (flow tests plug in a fake one).
+    #[cfg(test)]
+    pub fn with_connector(&self, id: &ConnectionId, connector: Arc<dyn Connector>) -> Self {
+        let mut map = (*self.0).clone();
+        if let Some(c) = map.get_mut(id) {
+            *c = Arc::new(Connection { settings: c.settings.clone(), connector, callback_url: c.callback_url.clone() });
+        }
+        Self(Arc::new(map))
+    }
 }

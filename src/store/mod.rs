@@ -9,6 +9,8 @@
 //! [`conformance`].
 
 pub mod conformance;
+#[cfg(test)]
+pub mod counting;
 pub mod keyfile;
 pub mod memory;
 pub mod records;

@@ -1,1 +1,0 @@
-//! Flow unit tests (filled below).
