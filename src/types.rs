@@ -151,9 +151,7 @@ impl TransactionId {
         Self(random_token(24))
     }
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
             return Err(InvalidValue("transaction id must be 1-64 of A-Z, a-z, 0-9, '-', '_'"));
         }

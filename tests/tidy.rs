@@ -226,3 +226,69 @@ fn unsafe_code_is_the_reviewed_exceptions_only() {
     let reviewed = REVIEWED_UNSAFE.iter().map(|(f, n)| ((*f).to_owned(), *n)).collect();
     assert_eq!(uses, reviewed, "unsafe only where reviewed, as often as reviewed");
 }
+
+#[test]
+fn http_responses_are_built_only_in_src_http() {
+    let offenders: Vec<String> = rust_files(&root().join("src"))
+        .into_iter()
+        .filter(|p| !rel(p).starts_with("src/http/"))
+        .filter(|p| ["HttpResponse", "StatusCode", "Responder"].iter().any(|t| code(p).contains(t)))
+        .map(|p| rel(&p))
+        .collect();
+    assert!(offenders.is_empty(), "HTTP responses built outside src/http: {offenders:?}");
+}
+
+/// `src/flow` without its tests, and without `event.rs`: Auth0's Actions event shape, which
+/// names ids as the JSON Auth0 defines does.
+fn flow_sources() -> Vec<PathBuf> {
+    rust_files(&root().join("src/flow"))
+        .into_iter()
+        .filter(|p| !rel(p).starts_with("src/flow/tests/") && !rel(p).ends_with("/event.rs"))
+        .collect()
+}
+
+#[test]
+fn flow_takes_no_raw_string_ids() {
+    // A parameter or field naming a client, connection or transaction must be typed.
+    let names = ["client_id", "client", "connection", "conn_id", "conn", "txn_id", "txn", "transaction_id", "id"];
+    let raw = [": &str", ": String", ": Option<&str>", ": Option<String>"];
+    for p in flow_sources() {
+        for (n, line) in code(&p).lines().enumerate() {
+            let bad = names.iter().any(|name| {
+                raw.iter().any(|ty| {
+                    let pat = format!("{name}{ty}");
+                    line.match_indices(&pat).any(|(i, _)| {
+                        let before = if i == 0 { b' ' } else { line.as_bytes()[i - 1] };
+                        let after = line[i + pat.len()..].chars().next().unwrap_or(' ');
+                        // a declaration (`id: &str,`), not a value (`id: String::new()`)
+                        !before.is_ascii_alphanumeric() && before != b'_' && after != ':'
+                    })
+                })
+            });
+            assert!(!bad, "{}:{}: a raw string id: {}", rel(&p), n + 1, line.trim());
+            // Clients are looked up by `ClientId` through `Settings::known_clients`.
+            assert!(!line.contains("settings.client("), "{}:{}: a client looked up by string", rel(&p), n + 1);
+        }
+    }
+}
+
+#[test]
+fn issue_code_has_one_caller_the_dispatcher() {
+    let callers: Vec<String> = rust_files(&root().join("src"))
+        .into_iter()
+        .filter(|p| code(p).contains("issue_code("))
+        .map(|p| rel(&p))
+        .filter(|p| p != "src/oauth/token.rs")
+        .collect();
+    assert_eq!(callers, ["src/flow/resume.rs"], "issue_code is called by flow::resume alone");
+    let resume = code(&root().join("src/flow/resume.rs"));
+    assert_eq!(resume.matches("issue_code(").count(), 1, "one call, in one place");
+}
+
+#[test]
+fn flow_files_stay_small() {
+    for p in rust_files(&root().join("src/flow")) {
+        let lines = fs::read_to_string(&p).unwrap().lines().count();
+        assert!(lines <= 500, "{} has {lines} lines; split it by what it does", rel(&p));
+    }
+}

@@ -27,10 +27,14 @@ pub(super) async fn pre_user_registration(
     browser: &Browser,
 ) -> Result<Result<NewUserMetadata, AuthorizationResponse>, FlowError> {
     let event = registration_event(core, request, user_id, identity, connection, browser);
-    let effects =
-        crate::actions::run(&core.settings.actions, Trigger::PreUserRegistration, &event, core.store.action_cache.as_ref())
-            .await
-            .map_err(|e| FlowError::ActionFailed(e.action))?;
+    let effects = crate::actions::run(
+        &core.settings.actions,
+        Trigger::PreUserRegistration,
+        &event,
+        core.store.action_cache.as_ref(),
+    )
+    .await
+    .map_err(|e| FlowError::ActionFailed(e.action))?;
     if let Some(reason) = effects.deny {
         core.metrics.login(connection.as_str(), "registration_denied");
         return Ok(Err(reply_error(core, request, ErrorCode::AccessDenied, reason)));

@@ -5,10 +5,10 @@ use super::connect::connect;
 use super::hosted::connection_for_email;
 use super::response::error_response;
 use super::{AuthorizeFailure, Browser, Event, FlowError, Next, Outcome, resume};
+use crate::oauth::ErrorCode;
 use crate::oauth::Params;
 use crate::oauth::authorize::{AuthorizeError, Prompt, ValidRequest, validate};
 use crate::oauth::resource::verify_id_token_hint;
-use crate::oauth::{ErrorCode, OAuthError};
 use crate::session;
 use crate::settings::ClientSettings;
 use crate::state::Core;
@@ -19,7 +19,7 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
     let v = validate(&core.settings, params)?;
     let issuer = core.settings.issuer.as_str();
     let redirect_err = |code, d| AuthorizeError::Redirect(v.error(code, d));
-    let unavailable = |error: StoreError, v: &ValidRequest| AuthorizeFailure::Store {
+    let unavailable = |error: StoreError, v: &ValidRequest<'_>| AuthorizeFailure::Store {
         error,
         back: Box::new(v.error(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable")),
     };
@@ -37,10 +37,7 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
         }
     };
     let now = core.clock.now();
-    let client = core
-        .settings
-        .client(v.request.client_id.as_str())
-        .ok_or_else(|| AuthorizeError::Page(OAuthError::invalid_client("unknown client_id")))?;
+    let client = v.client;
     let live = session::find(&core.store, browser.session.as_deref(), now).await.map_err(|e| unavailable(e, &v))?;
     let usable = live.filter(|s| {
         client.connections.contains(&s.connection)
@@ -80,7 +77,7 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
 async fn start_transaction(
     core: &Core,
     client: &ClientSettings,
-    v: ValidRequest,
+    v: ValidRequest<'_>,
     browser: &Browser,
 ) -> Result<Outcome, FlowError> {
     let binding = Binding::of(browser);
@@ -105,4 +102,3 @@ async fn start_transaction(
     outcome.set_binding = binding.set;
     Ok(outcome)
 }
-

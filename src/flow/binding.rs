@@ -61,7 +61,11 @@ pub(super) fn txn_id(raw: &str) -> Result<TransactionId, FlowError> {
 }
 
 /// Load a transaction for a hosted step, checking that this browser started it.
-pub(super) async fn load_bound(core: &Core, id: &TransactionId, browser: &Browser) -> Result<TransactionRecord, FlowError> {
+pub(super) async fn load_bound(
+    core: &Core,
+    id: &TransactionId,
+    browser: &Browser,
+) -> Result<TransactionRecord, FlowError> {
     let txn = core.store.transactions.get(id).await?.ok_or(FlowError::UnknownTransaction)?;
     let h = presented(browser);
     if !ct_eq(&h.0, &txn.browser.0) {
@@ -72,7 +76,11 @@ pub(super) async fn load_bound(core: &Core, id: &TransactionId, browser: &Browse
 
 /// Consume a transaction if this browser started it: one atomic store operation. Another
 /// browser's attempt leaves it in place.
-pub(super) async fn take_bound(core: &Core, id: &TransactionId, browser: &Browser) -> Result<TransactionRecord, FlowError> {
+pub(super) async fn take_bound(
+    core: &Core,
+    id: &TransactionId,
+    browser: &Browser,
+) -> Result<TransactionRecord, FlowError> {
     let h = presented(browser);
     match core.store.transactions.take_bound(id, &h).await? {
         Taken::Mine(txn) => Ok(*txn),

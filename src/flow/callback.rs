@@ -17,16 +17,16 @@ use crate::types::{ConnectionId, TransactionId};
 
 pub async fn callback(
     core: &Core,
-    connection: &str,
+    connection: &ConnectionId,
     input: CallbackInput,
     browser: &Browser,
 ) -> Result<Outcome, FlowError> {
-    let conn = ConnectionId::parse(connection).ok().and_then(|id| core.connections.get(&id)).cloned();
+    let conn = core.connections.get(connection).cloned();
     // An IdP-initiated response names no transaction of ours. Only connections that opted in
     // take one, only by POST, and never when it names a live transaction (that login goes
     // the usual, browser-bound way).
-    let unsolicited_ok = conn.as_ref().is_some_and(|c| c.settings.idp_initiated.is_some())
-        && matches!(input, CallbackInput::Form(_));
+    let unsolicited_ok =
+        conn.as_ref().is_some_and(|c| c.settings.idp_initiated.is_some()) && matches!(input, CallbackInput::Form(_));
     let id = input.param("state").or_else(|| input.param("RelayState")).and_then(|s| TransactionId::parse(s).ok());
     let taken = match &id {
         Some(id) => take_bound(core, id, browser).await,
@@ -40,7 +40,7 @@ pub async fn callback(
         (Err(e), _) => return Err(e),
     };
     let Step::Upstream { connection: expected, state } = txn.step else { return Err(FlowError::UnknownTransaction) };
-    if expected.as_str() != connection {
+    if &expected != connection {
         return Err(FlowError::UnknownTransaction);
     }
     let conn = core.connections.get(&expected).ok_or(FlowError::ConnectionNotAllowed)?.clone();

@@ -3,25 +3,25 @@
 
 use gatehouse_connector::{CallbackInput, ConnectorError, FinishContext, Secret};
 
-use super::binding::{check_csrf, load_bound, take_bound, txn_id};
+use super::binding::{check_csrf, load_bound, take_bound};
 use super::error::connector_error;
 use super::hosted::page_for;
 use super::response::denied;
 use super::{Browser, CredentialsResult, Event, FlowError, Outcome, resume};
 use crate::state::Core;
 use crate::store::Step;
+use crate::types::TransactionId;
 
 /// The credentials form was posted.
 pub async fn credentials(
     core: &Core,
-    txn_id_raw: &str,
+    id: &TransactionId,
     browser: &Browser,
     username: &str,
     password: Secret<String>,
     csrf: Option<&str>,
 ) -> Result<CredentialsResult, FlowError> {
-    let id = txn_id(txn_id_raw)?;
-    let txn = load_bound(core, &id, browser).await?;
+    let txn = load_bound(core, id, browser).await?;
     check_csrf(&txn, csrf)?;
     let Step::Credentials { connection, state, .. } = &txn.step else { return Err(FlowError::UnknownTransaction) };
     let conn = core.connections.get(connection).ok_or(FlowError::ConnectionNotAllowed)?.clone();
@@ -53,7 +53,7 @@ pub async fn credentials(
         Ok(identity) => {
             core.store.counters.reset(&counter).await?;
             // Take the transaction now: a double-submitted form completes one login, not two.
-            let txn = take_bound(core, &id, browser).await?;
+            let txn = take_bound(core, id, browser).await?;
             let event = Event::Identified { conn, identity };
             resume(core, &txn.request, event, browser).await.map(CredentialsResult::Done)
         }
@@ -64,8 +64,8 @@ pub async fn credentials(
             Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Wrong username or password."))?))
         }
         Err(ConnectorError::Denied(reason)) => {
-            let txn = take_bound(core, &id, browser).await?;
-            Ok(CredentialsResult::Done(Outcome::respond(denied(core, &txn.request, connection.as_str(), &reason))))
+            let txn = take_bound(core, id, browser).await?;
+            Ok(CredentialsResult::Done(Outcome::respond(denied(core, &txn.request, connection, &reason))))
         }
         Err(e) => Err(connector_error(e)),
     }

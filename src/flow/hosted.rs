@@ -1,24 +1,23 @@
 //! The hosted pages of a transaction: the connection chooser and identifier first (home
 //! realm discovery by email domain). The credentials form's post is `credentials.rs`.
 
-use super::binding::{check_csrf, load_bound, txn_id};
+use super::binding::{check_csrf, load_bound};
 use super::connect::connect;
 use super::{Browser, CredentialsResult, FlowError, HostedPage, Outcome};
-use crate::oauth::authorize::allowed_connection;
 use crate::settings::ClientSettings;
 use crate::state::Core;
 use crate::store::{Step, TransactionRecord};
-use crate::types::ConnectionId;
+use crate::types::{ConnectionId, TransactionId};
 
 /// The hosted page of a transaction.
-pub async fn hosted(core: &Core, txn_id_raw: &str, browser: &Browser) -> Result<HostedPage, FlowError> {
-    let txn = load_hosted(core, txn_id_raw, browser).await?;
+pub async fn hosted(core: &Core, txn_id: &TransactionId, browser: &Browser) -> Result<HostedPage, FlowError> {
+    let txn = load_hosted(core, txn_id, browser).await?;
     page_for(core, &txn, None)
 }
 
 /// A transaction a hosted page may act on: this browser's, and not paused at an Action.
-async fn load_hosted(core: &Core, raw: &str, browser: &Browser) -> Result<TransactionRecord, FlowError> {
-    let txn = load_bound(core, &txn_id(raw)?, browser).await?;
+async fn load_hosted(core: &Core, id: &TransactionId, browser: &Browser) -> Result<TransactionRecord, FlowError> {
+    let txn = load_bound(core, id, browser).await?;
     if matches!(txn.step, Step::Actions { .. }) {
         return Err(FlowError::UnknownTransaction);
     }
@@ -26,7 +25,7 @@ async fn load_hosted(core: &Core, raw: &str, browser: &Browser) -> Result<Transa
 }
 
 fn client<'a>(core: &'a Core, txn: &TransactionRecord) -> Result<&'a ClientSettings, FlowError> {
-    core.settings.client(txn.request.client_id.as_str()).ok_or(FlowError::UnknownClient)
+    core.settings.known_clients().get(&txn.request.client_id).ok_or(FlowError::UnknownClient)
 }
 
 pub(super) fn page_for(
@@ -64,15 +63,17 @@ pub(super) fn page_for(
 /// The person picked a connection on the chooser.
 pub async fn choose(
     core: &Core,
-    txn_id_raw: &str,
+    txn_id: &TransactionId,
     browser: &Browser,
-    connection: &str,
+    connection: &ConnectionId,
     csrf: Option<&str>,
 ) -> Result<Outcome, FlowError> {
-    let txn = load_hosted(core, txn_id_raw, browser).await?;
+    let txn = load_hosted(core, txn_id, browser).await?;
     check_csrf(&txn, csrf)?;
-    let id = allowed_connection(client(core, &txn)?, connection).ok_or(FlowError::ConnectionNotAllowed)?;
-    let conn = core.connections.get(&id).ok_or(FlowError::ConnectionNotAllowed)?;
+    if !client(core, &txn)?.connections.contains(connection) {
+        return Err(FlowError::ConnectionNotAllowed);
+    }
+    let conn = core.connections.get(connection).ok_or(FlowError::ConnectionNotAllowed)?;
     connect(core, txn, conn).await
 }
 
@@ -91,12 +92,12 @@ pub(super) fn connection_for_email(core: &Core, client: &ClientSettings, email: 
 /// its domain takes them straight to their organisation's sign-in, with the email as hint.
 pub async fn identify(
     core: &Core,
-    txn_id_raw: &str,
+    txn_id: &TransactionId,
     browser: &Browser,
     email: &str,
     csrf: Option<&str>,
 ) -> Result<CredentialsResult, FlowError> {
-    let mut txn = load_hosted(core, txn_id_raw, browser).await?;
+    let mut txn = load_hosted(core, txn_id, browser).await?;
     check_csrf(&txn, csrf)?;
     let email = email.trim();
     if email.len() > 256 {

@@ -10,7 +10,7 @@ use crate::oauth::{OAuthError, Params};
 use crate::session;
 use crate::state::Core;
 use crate::store::SessionRecord;
-use crate::types::{ConnectionId, random_token};
+use crate::types::{ClientId, ConnectionId, random_token};
 
 /// RP-initiated logout: what to do after the session is closed.
 pub enum LogoutNext {
@@ -32,13 +32,17 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
         (Some(c), Some(h)) if c != h => {
             return Err(FlowError::Authorize(OAuthError::invalid_request("client_id does not match id_token_hint")));
         }
-        (Some(c), _) => Some(c.to_owned()),
-        (None, h) => h.map(str::to_owned),
+        (Some(c), _) => Some(c),
+        (None, h) => h,
     };
+    let client_id = client_id
+        .map(ClientId::parse)
+        .transpose()
+        .map_err(|e| FlowError::Authorize(OAuthError::invalid_request(e.0)))?;
     let redirect = match p.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
-            let client = client_id.as_deref().and_then(|c| core.settings.client(c)).ok_or_else(|| {
+            let client = client_id.as_ref().and_then(|c| core.settings.known_clients().get(c)).ok_or_else(|| {
                 FlowError::Authorize(OAuthError::invalid_request(
                     "post_logout_redirect_uri needs id_token_hint or client_id",
                 ))
@@ -129,15 +133,14 @@ async fn upstream_logout(
 /// whether its session was closed.
 pub async fn answer_upstream_logout(
     core: &Core,
-    connection: &str,
+    conn_id: &ConnectionId,
     raw_query: &str,
     browser: &Browser,
 ) -> Result<(Url, bool), FlowError> {
-    let conn_id = ConnectionId::parse(connection).map_err(|_| FlowError::ConnectionNotAllowed)?;
-    let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
+    let conn = core.connections.get(conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
     let live = session::find(&core.store, browser.session.as_deref(), core.clock.now()).await?;
-    let facts = live.as_ref().filter(|s| s.connection == conn_id).and_then(|s| s.upstream.as_ref());
-    let ctx = logout_context(core, &conn_id, String::new())?;
+    let facts = live.as_ref().filter(|s| &s.connection == conn_id).and_then(|s| s.upstream.as_ref());
+    let ctx = logout_context(core, conn_id, String::new())?;
     let answer = match conn.connector.upstream_logout_request(&ctx, raw_query, facts).await {
         Ok(a) => a,
         Err(e) => {
@@ -159,14 +162,18 @@ pub async fn answer_upstream_logout(
 
 /// `/saml/{connection}/slo`: the upstream's answer to our logout request. The local session
 /// is already closed; this checks the answer and sends the browser where logout ends.
-pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &str) -> Result<LogoutNext, FlowError> {
+pub async fn finish_upstream_logout(
+    core: &Core,
+    connection: &ConnectionId,
+    raw_query: &str,
+) -> Result<LogoutNext, FlowError> {
     let relay = url::form_urlencoded::parse(raw_query.as_bytes())
         .find(|(k, _)| k == "RelayState")
         .map(|(_, v)| v.into_owned())
         .filter(|v| v.len() <= 64)
         .ok_or(FlowError::UnknownTransaction)?;
     let record = core.store.logouts.take(&relay).await?.ok_or(FlowError::UnknownTransaction)?;
-    if record.connection.as_str() != connection {
+    if &record.connection != connection {
         return Err(FlowError::UnknownTransaction);
     }
     let conn = core.connections.get(&record.connection).ok_or(FlowError::ConnectionNotAllowed)?;

@@ -9,7 +9,7 @@ use crate::oauth::authorize::ErrorResponse;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::Core;
 use crate::store::AuthorizationRequest;
-use crate::types::AuthCode;
+use crate::types::{AuthCode, ConnectionId};
 
 /// An error to deliver to the client's redirect URI, with `state` and `iss`.
 pub fn error_response(e: ErrorResponse, issuer: &str) -> AuthorizationResponse {
@@ -41,9 +41,14 @@ pub(super) fn reply_error(
 /// The upstream or a policy (hosted domain, groups) refused this person: the client hears
 /// `access_denied` at its redirect URI, as from Auth0 and Keycloak. `reason` is for the log;
 /// the client gets a fixed description, since the reason may name internal policy.
-pub(super) fn denied(core: &Core, request: &AuthorizationRequest, connection: &str, reason: &str) -> AuthorizationResponse {
+pub(super) fn denied(
+    core: &Core,
+    request: &AuthorizationRequest,
+    connection: &ConnectionId,
+    reason: &str,
+) -> AuthorizationResponse {
     tracing::info!(%connection, %reason, client_id = %request.client_id, "sign-in refused; told the client");
-    core.metrics.login(connection, "denied");
+    core.metrics.login(connection.as_str(), "denied");
     reply_error(core, request, ErrorCode::AccessDenied, "the identity provider or a policy refused this sign-in")
 }
 

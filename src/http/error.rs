@@ -7,8 +7,8 @@ use actix_web::http::header;
 
 use super::page::Page;
 use crate::flow::FlowError;
-use crate::store::StoreError;
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::store::StoreError;
 
 fn status_of(code: ErrorCode) -> StatusCode {
     match code {

@@ -8,12 +8,13 @@ use super::error::{flow_page, oauth_page, store_unavailable};
 use super::page::{Page, binding_cookie, cookie, removal};
 use super::{Core, read_params};
 use crate::flow::{
-    self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, HostedPage, LogoutNext, Next, Outcome,
+    self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, FlowError, HostedPage, LogoutNext, Next, Outcome,
 };
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
 use crate::session::cookie_names;
 use crate::store::ResponseMode;
+use crate::types::{ConnectionId, TransactionId};
 use gatehouse_connector::{CallbackInput, Secret};
 
 fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
@@ -107,8 +108,22 @@ pub async fn authorize(core: web::Data<Core>, req: HttpRequest, page: Page, body
     }
 }
 
+/// A transaction id from a hosted page's path; anything else is an expired login.
+fn txn_path(path: &str) -> Result<TransactionId, FlowError> {
+    TransactionId::parse(path).map_err(|_| FlowError::UnknownTransaction)
+}
+
+/// A connection id from a path or the chooser's form.
+fn connection_path(path: &str, unknown: FlowError) -> Result<ConnectionId, FlowError> {
+    ConnectionId::parse(path).map_err(|_| unknown)
+}
+
 pub async fn hosted(core: web::Data<Core>, page: Page, path: web::Path<String>) -> HttpResponse {
-    match flow::hosted(&core, &path, &page.browser).await {
+    let txn = match txn_path(&path) {
+        Ok(t) => t,
+        Err(e) => return flow_page(&page, &e),
+    };
+    match flow::hosted(&core, &txn, &page.browser).await {
         Ok(h) => hosted_page(&page, &h),
         Err(e) => flow_page(&page, &e),
     }
@@ -120,8 +135,12 @@ fn form(body: &web::Bytes) -> Params {
 
 pub async fn connect(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
     let f = form(&body);
-    let connection = f.get("connection").unwrap_or_default();
-    match flow::choose(&core, &path, &page.browser, connection, f.get("csrf")).await {
+    let connection = connection_path(f.get("connection").unwrap_or_default(), FlowError::ConnectionNotAllowed);
+    let (txn, connection) = match (txn_path(&path), connection) {
+        (Ok(t), Ok(c)) => (t, c),
+        (Err(e), _) | (_, Err(e)) => return flow_page(&page, &e),
+    };
+    match flow::choose(&core, &txn, &page.browser, &connection, f.get("csrf")).await {
         Ok(o) => outcome(&core, &page, o),
         Err(e) => flow_page(&page, &e),
     }
@@ -130,7 +149,11 @@ pub async fn connect(core: web::Data<Core>, page: Page, path: web::Path<String>,
 /// The chooser's email field (home realm discovery).
 pub async fn identify(core: web::Data<Core>, page: Page, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
     let f = form(&body);
-    match flow::identify(&core, &path, &page.browser, f.get("email").unwrap_or_default(), f.get("csrf")).await {
+    let txn = match txn_path(&path) {
+        Ok(t) => t,
+        Err(e) => return flow_page(&page, &e),
+    };
+    match flow::identify(&core, &txn, &page.browser, f.get("email").unwrap_or_default(), f.get("csrf")).await {
         Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
         Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
         Err(e) => flow_page(&page, &e),
@@ -141,7 +164,11 @@ pub async fn credentials(core: web::Data<Core>, page: Page, path: web::Path<Stri
     let f = form(&body);
     let username = f.get("username").unwrap_or_default().to_owned();
     let password = Secret::new(f.get("password").unwrap_or_default().to_owned());
-    match flow::credentials(&core, &path, &page.browser, &username, password, f.get("csrf")).await {
+    let txn = match txn_path(&path) {
+        Ok(t) => t,
+        Err(e) => return flow_page(&page, &e),
+    };
+    match flow::credentials(&core, &txn, &page.browser, &username, password, f.get("csrf")).await {
         Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
         Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
         Err(e) => flow_page(&page, &e),
@@ -184,7 +211,11 @@ pub async fn callback(
         Ok(i) => i,
         Err(e) => return oauth_page(&page, &e),
     };
-    match flow::callback(&core, &path, input, &page.browser).await {
+    let connection = match connection_path(&path, FlowError::UnknownTransaction) {
+        Ok(c) => c,
+        Err(e) => return flow_page(&page, &e),
+    };
+    match flow::callback(&core, &connection, input, &page.browser).await {
         Ok(o) => outcome(&core, &page, o),
         Err(e) => flow_page(&page, &e),
     }
@@ -210,9 +241,13 @@ pub async fn saml_metadata(core: web::Data<Core>, page: Page, path: web::Path<St
 /// `/saml/{connection}/slo`: back from the IdP's Single Logout.
 pub async fn saml_slo(core: web::Data<Core>, req: HttpRequest, page: Page, path: web::Path<String>) -> HttpResponse {
     let query = req.query_string();
+    let connection = match connection_path(&path, FlowError::ConnectionNotAllowed) {
+        Ok(c) => c,
+        Err(e) => return flow_page(&page, &e),
+    };
     // A request from the IdP (it starts the logout) or the answer to ours.
     if url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "SAMLRequest") {
-        return match flow::answer_upstream_logout(&core, &path, query, &page.browser).await {
+        return match flow::answer_upstream_logout(&core, &connection, query, &page.browser).await {
             Ok((url, closed)) => {
                 let mut resp = see_other(url.as_str()).finish();
                 if closed {
@@ -224,7 +259,7 @@ pub async fn saml_slo(core: web::Data<Core>, req: HttpRequest, page: Page, path:
             Err(e) => flow_page(&page, &e),
         };
     }
-    match flow::finish_upstream_logout(&core, &path, query).await {
+    match flow::finish_upstream_logout(&core, &connection, query).await {
         Ok(LogoutNext::Redirect(url)) => see_other(url.as_str()).finish(),
         Ok(_) => page.html(StatusCode::OK, "signed_out.html", serde_json::json!({})),
         Err(e) => flow_page(&page, &e),

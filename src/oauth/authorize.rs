@@ -35,13 +35,15 @@ pub enum Prompt {
 }
 
 #[derive(Debug, Clone)]
-pub struct ValidRequest {
+pub struct ValidRequest<'a> {
+    /// The client, looked up once here and passed on.
+    pub client: &'a ClientSettings,
     pub request: AuthorizationRequest,
     pub prompt: Prompt,
     pub id_token_hint: Option<String>,
 }
 
-impl ValidRequest {
+impl ValidRequest<'_> {
     pub fn error(&self, code: ErrorCode, description: &'static str) -> ErrorResponse {
         ErrorResponse {
             redirect_uri: self.request.redirect_uri.clone(),
@@ -52,12 +54,13 @@ impl ValidRequest {
     }
 }
 
-pub fn validate(settings: &Settings, p: &Params) -> Result<ValidRequest, AuthorizeError> {
+pub fn validate<'a>(settings: &'a Settings, p: &Params) -> Result<ValidRequest<'a>, AuthorizeError> {
     let page = |e: OAuthError| AuthorizeError::Page(e);
     let client_id = p.require("client_id").map_err(page)?;
     let client_id = ClientId::parse(client_id).map_err(|e| page(OAuthError::invalid_request(e.0)))?;
     let client = settings
-        .client(client_id.as_str())
+        .known_clients()
+        .get(&client_id)
         .ok_or_else(|| page(OAuthError::new(ErrorCode::InvalidClient, "unknown client_id")))?;
     let redirect_uri = p.require("redirect_uri").map_err(page)?;
     // Exact string comparison against what was registered: no normalisation, no prefix.
@@ -147,6 +150,7 @@ pub fn validate(settings: &Settings, p: &Params) -> Result<ValidRequest, Authori
         ),
     };
     Ok(ValidRequest {
+        client,
         request: AuthorizationRequest {
             client_id,
             redirect_uri,

@@ -151,6 +151,16 @@ pub struct ApiSettings {
     pub access_token_ttl: Option<u64>,
 }
 
+/// A handle on the registered clients: the one lookup by [`ClientId`].
+#[derive(Debug, Clone, Copy)]
+pub struct Clients<'a>(&'a [ClientSettings]);
+
+impl<'a> Clients<'a> {
+    pub fn get(&self, id: &ClientId) -> Option<&'a ClientSettings> {
+        self.0.iter().find(|c| &c.id == id)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub id: ClientId,
@@ -279,6 +289,11 @@ impl Settings {
 
     pub fn client(&self, id: &str) -> Option<&ClientSettings> {
         self.clients.iter().find(|c| c.id.as_str() == id)
+    }
+
+    /// The registered clients, looked up by typed id (past the edge, ids are `ClientId`s).
+    pub fn known_clients(&self) -> Clients<'_> {
+        Clients(&self.clients)
     }
 
     pub fn api(&self, audience: &str) -> Option<&ApiSettings> {

@@ -57,11 +57,13 @@ async fn the_chooser_step_is_persisted_until_a_connection_is_picked() {
     let Next::Hosted { txn_id } = o.next else { panic!("{:?}", o.next) };
     let txn = two.store.transactions.get(&txn_id).await.unwrap().unwrap();
     assert_eq!(txn.step, Step::ChooseConnection);
-    let r = crate::flow::choose(&two, txn_id.as_str(), &b, "idp", Some("wrong csrf")).await;
+    let r = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("idp").unwrap(), Some("wrong csrf")).await;
     assert!(matches!(r, Err(FlowError::Csrf)), "{r:?}");
-    let r = crate::flow::choose(&two, txn_id.as_str(), &b, "nope", Some(&txn.csrf)).await;
+    let r = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("nope").unwrap(), Some(&txn.csrf)).await;
     assert!(matches!(r, Err(FlowError::ConnectionNotAllowed)), "{r:?}");
-    let o = crate::flow::choose(&two, txn_id.as_str(), &b, "idp", Some(&txn.csrf)).await.expect("choose");
+    let o = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("idp").unwrap(), Some(&txn.csrf))
+        .await
+        .expect("choose");
     assert!(matches!(o.next, Next::Redirect(_)));
     let txn = two.store.transactions.get(&txn_id).await.unwrap().unwrap();
     assert!(matches!(txn.step, Step::Upstream { .. }), "{txn:?}");
@@ -81,8 +83,10 @@ fn clone_core(core: &Core) -> Core {
 #[tokio::test]
 async fn a_denied_registration_stores_nothing_and_tells_the_client() {
     let deny = r#"exports.onExecutePreUserRegistration = async (event, api) => { api.access.deny("closed", "Sign-ups are closed"); };"#;
-    let world =
-        World::new("[[actions.pre_user_registration]]\nname = \"closed\"\nfile = \"closed.js\"\n", &[("closed.js", deny)]);
+    let world = World::new(
+        "[[actions.pre_user_registration]]\nname = \"closed\"\nfile = \"closed.js\"\n",
+        &[("closed.js", deny)],
+    );
     let core = world.node().await;
     let b = browser();
     let txn = to_upstream(&core, &b).await;

@@ -164,7 +164,7 @@ pub(super) async fn callback(
     code: &str,
 ) -> Result<Outcome, super::FlowError> {
     let input = CallbackInput::Query(vec![("state".into(), txn.to_string()), ("code".into(), code.into())]);
-    super::callback(core, "idp", input, browser).await
+    super::callback(core, &ConnectionId::parse("idp").expect("id"), input, browser).await
 }
 
 /// The parameters of an authorization response, or a panic naming what came instead.
