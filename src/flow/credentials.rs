@@ -7,20 +7,18 @@ use super::binding::{check_csrf, load_bound, take_bound};
 use super::error::connector_error;
 use super::hosted::page_for;
 use super::response::denied;
-use super::{Browser, CredentialsResult, Event, FlowError, Outcome, resume};
+use super::{CredentialsResult, Event, FlowError, HostedPost, Outcome, resume};
 use crate::state::Core;
 use crate::store::Step;
-use crate::types::TransactionId;
 
 /// The credentials form was posted.
 pub async fn credentials(
     core: &Core,
-    id: &TransactionId,
-    browser: &Browser,
+    post: HostedPost<'_>,
     username: &str,
     password: Secret<String>,
-    csrf: Option<&str>,
 ) -> Result<CredentialsResult, FlowError> {
+    let HostedPost { txn_id: id, browser, csrf } = post;
     let txn = load_bound(core, id, browser).await?;
     check_csrf(&txn, csrf)?;
     let Step::Credentials { connection, state, .. } = &txn.step else { return Err(FlowError::UnknownTransaction) };

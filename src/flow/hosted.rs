@@ -3,7 +3,7 @@
 
 use super::binding::{check_csrf, load_bound};
 use super::connect::connect;
-use super::{Browser, CredentialsResult, FlowError, HostedPage, Outcome};
+use super::{Browser, CredentialsResult, FlowError, HostedPage, HostedPost, Outcome};
 use crate::settings::ClientSettings;
 use crate::state::Core;
 use crate::store::{Step, TransactionRecord};
@@ -21,6 +21,13 @@ async fn load_hosted(core: &Core, id: &TransactionId, browser: &Browser) -> Resu
     if matches!(txn.step, Step::Actions { .. }) {
         return Err(FlowError::UnknownTransaction);
     }
+    Ok(txn)
+}
+
+/// The transaction a hosted form was posted for, its CSRF token checked.
+async fn load_form(core: &Core, post: HostedPost<'_>) -> Result<TransactionRecord, FlowError> {
+    let txn = load_hosted(core, post.txn_id, post.browser).await?;
+    check_csrf(&txn, post.csrf)?;
     Ok(txn)
 }
 
@@ -61,15 +68,8 @@ pub(super) fn page_for(
 }
 
 /// The person picked a connection on the chooser.
-pub async fn choose(
-    core: &Core,
-    txn_id: &TransactionId,
-    browser: &Browser,
-    connection: &ConnectionId,
-    csrf: Option<&str>,
-) -> Result<Outcome, FlowError> {
-    let txn = load_hosted(core, txn_id, browser).await?;
-    check_csrf(&txn, csrf)?;
+pub async fn choose(core: &Core, post: HostedPost<'_>, connection: &ConnectionId) -> Result<Outcome, FlowError> {
+    let txn = load_form(core, post).await?;
     if !client(core, &txn)?.connections.contains(connection) {
         return Err(FlowError::ConnectionNotAllowed);
     }
@@ -90,15 +90,8 @@ pub(super) fn connection_for_email(core: &Core, client: &ClientSettings, email: 
 
 /// Identifier first: the person typed their email on the chooser; a connection that claims
 /// its domain takes them straight to their organisation's sign-in, with the email as hint.
-pub async fn identify(
-    core: &Core,
-    txn_id: &TransactionId,
-    browser: &Browser,
-    email: &str,
-    csrf: Option<&str>,
-) -> Result<CredentialsResult, FlowError> {
-    let mut txn = load_hosted(core, txn_id, browser).await?;
-    check_csrf(&txn, csrf)?;
+pub async fn identify(core: &Core, post: HostedPost<'_>, email: &str) -> Result<CredentialsResult, FlowError> {
+    let mut txn = load_form(core, post).await?;
     let email = email.trim();
     if email.len() > 256 {
         return Ok(CredentialsResult::Retry(page_for(core, &txn, Some("That email address is too long."))?));

@@ -123,6 +123,15 @@ pub enum HostedPage {
     },
 }
 
+/// A post of one of a transaction's hosted forms: which transaction, from which browser,
+/// with which CSRF token.
+#[derive(Debug, Clone, Copy)]
+pub struct HostedPost<'a> {
+    pub txn_id: &'a TransactionId,
+    pub browser: &'a Browser,
+    pub csrf: Option<&'a str>,
+}
+
 /// What a hosted form post led to.
 pub enum CredentialsResult {
     Done(Outcome),

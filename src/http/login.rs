@@ -8,7 +8,8 @@ use super::error::{flow_page, oauth_page, store_unavailable};
 use super::page::{Page, binding_cookie, cookie, removal};
 use super::{Core, read_params};
 use crate::flow::{
-    self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, FlowError, HostedPage, LogoutNext, Next, Outcome,
+    self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, FlowError, HostedPage, HostedPost, LogoutNext,
+    Next, Outcome,
 };
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
@@ -140,7 +141,8 @@ pub async fn connect(core: web::Data<Core>, page: Page, path: web::Path<String>,
         (Ok(t), Ok(c)) => (t, c),
         (Err(e), _) | (_, Err(e)) => return flow_page(&page, &e),
     };
-    match flow::choose(&core, &txn, &page.browser, &connection, f.get("csrf")).await {
+    let post = HostedPost { txn_id: &txn, browser: &page.browser, csrf: f.get("csrf") };
+    match flow::choose(&core, post, &connection).await {
         Ok(o) => outcome(&core, &page, o),
         Err(e) => flow_page(&page, &e),
     }
@@ -153,7 +155,8 @@ pub async fn identify(core: web::Data<Core>, page: Page, path: web::Path<String>
         Ok(t) => t,
         Err(e) => return flow_page(&page, &e),
     };
-    match flow::identify(&core, &txn, &page.browser, f.get("email").unwrap_or_default(), f.get("csrf")).await {
+    let post = HostedPost { txn_id: &txn, browser: &page.browser, csrf: f.get("csrf") };
+    match flow::identify(&core, post, f.get("email").unwrap_or_default()).await {
         Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
         Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
         Err(e) => flow_page(&page, &e),
@@ -168,7 +171,8 @@ pub async fn credentials(core: web::Data<Core>, page: Page, path: web::Path<Stri
         Ok(t) => t,
         Err(e) => return flow_page(&page, &e),
     };
-    match flow::credentials(&core, &txn, &page.browser, &username, password, f.get("csrf")).await {
+    let post = HostedPost { txn_id: &txn, browser: &page.browser, csrf: f.get("csrf") };
+    match flow::credentials(&core, post, &username, password).await {
         Ok(CredentialsResult::Done(o)) => outcome(&core, &page, o),
         Ok(CredentialsResult::Retry(h)) => hosted_page(&page, &h),
         Err(e) => flow_page(&page, &e),

@@ -57,16 +57,22 @@ async fn the_chooser_step_is_persisted_until_a_connection_is_picked() {
     let Next::Hosted { txn_id } = o.next else { panic!("{:?}", o.next) };
     let txn = two.store.transactions.get(&txn_id).await.unwrap().unwrap();
     assert_eq!(txn.step, Step::ChooseConnection);
-    let r = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("idp").unwrap(), Some("wrong csrf")).await;
+    let r = crate::flow::choose(&two, post(&txn_id, &b, Some("wrong csrf")), &idp()).await;
     assert!(matches!(r, Err(FlowError::Csrf)), "{r:?}");
-    let r = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("nope").unwrap(), Some(&txn.csrf)).await;
+    let r = crate::flow::choose(&two, post(&txn_id, &b, Some(&txn.csrf)), &ConnectionId::parse("nope").unwrap()).await;
     assert!(matches!(r, Err(FlowError::ConnectionNotAllowed)), "{r:?}");
-    let o = crate::flow::choose(&two, &txn_id, &b, &ConnectionId::parse("idp").unwrap(), Some(&txn.csrf))
-        .await
-        .expect("choose");
+    let o = crate::flow::choose(&two, post(&txn_id, &b, Some(&txn.csrf)), &idp()).await.expect("choose");
     assert!(matches!(o.next, Next::Redirect(_)));
     let txn = two.store.transactions.get(&txn_id).await.unwrap().unwrap();
     assert!(matches!(txn.step, Step::Upstream { .. }), "{txn:?}");
+}
+
+fn idp() -> ConnectionId {
+    ConnectionId::parse("idp").unwrap()
+}
+
+fn post<'a>(txn_id: &'a TransactionId, browser: &'a Browser, csrf: Option<&'a str>) -> crate::flow::HostedPost<'a> {
+    crate::flow::HostedPost { txn_id, browser, csrf }
 }
 
 fn clone_core(core: &Core) -> Core {
@@ -80,6 +86,15 @@ fn clone_core(core: &Core) -> Core {
     }
 }
 
+/// A node of `world`, and what alice's first callback there led to.
+async fn alice_signs_in(world: &World) -> (Arc<Core>, Outcome) {
+    let core = world.node().await;
+    let b = browser();
+    let txn = to_upstream(&core, &b).await;
+    let o = callback(&core, &b, &txn, "alice").await.expect("callback");
+    (core, o)
+}
+
 #[tokio::test]
 async fn a_denied_registration_stores_nothing_and_tells_the_client() {
     let deny = r#"exports.onExecutePreUserRegistration = async (event, api) => { api.access.deny("closed", "Sign-ups are closed"); };"#;
@@ -87,10 +102,7 @@ async fn a_denied_registration_stores_nothing_and_tells_the_client() {
         "[[actions.pre_user_registration]]\nname = \"closed\"\nfile = \"closed.js\"\n",
         &[("closed.js", deny)],
     );
-    let core = world.node().await;
-    let b = browser();
-    let txn = to_upstream(&core, &b).await;
-    let o = callback(&core, &b, &txn, "alice").await.expect("callback");
+    let (core, o) = alice_signs_in(&world).await;
     let params = response(&o);
     assert_eq!(get(&params, "error"), Some("access_denied"));
     assert_eq!(get(&params, "error_description"), Some("Sign-ups are closed"));
@@ -102,10 +114,7 @@ async fn a_denied_registration_stores_nothing_and_tells_the_client() {
 async fn a_post_login_denial_opens_no_session() {
     let deny = r#"exports.onExecutePostLogin = async (event, api) => { api.access.deny("not today"); };"#;
     let world = World::new("[[actions.post_login]]\nname = \"deny\"\nfile = \"deny.js\"\n", &[("deny.js", deny)]);
-    let core = world.node().await;
-    let b = browser();
-    let txn = to_upstream(&core, &b).await;
-    let o = callback(&core, &b, &txn, "alice").await.expect("callback");
+    let (_core, o) = alice_signs_in(&world).await;
     let params = response(&o);
     assert_eq!(get(&params, "error"), Some("access_denied"));
     assert_eq!(get(&params, "error_description"), Some("not today"));
