@@ -10,10 +10,11 @@ use super::response::reply_error;
 use super::resume::Login;
 use super::{AuthorizationResponse, Browser, FlowError, Next, Outcome};
 use crate::actions::{Effects, Redirect, Trigger};
+use crate::oauth::AuthorizationRequest;
 use crate::oauth::ErrorCode;
 use crate::profile::NewUserMetadata;
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, Resume, Step};
+use crate::store::{Resume, Step};
 use crate::types::{ConnectionId, UserId};
 
 /// The pre-user-registration Actions, before a new user is stored: a denial stores nothing

@@ -2,8 +2,9 @@
 //! per-transaction CSRF token of hosted forms.
 
 use super::{Browser, FlowError};
+use crate::oauth::AuthorizationRequest;
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, Step, Taken, TransactionRecord};
+use crate::store::{Step, Taken, TransactionRecord};
 use crate::types::{SecretHash, TransactionId, ct_eq, random_token};
 
 /// The browser's binding cookie if it has a usable one, else a new value to set.
@@ -35,7 +36,7 @@ pub(super) fn new_transaction(
     TransactionRecord {
         id: TransactionId::random(),
         browser: SecretHash::of(&binding.value),
-        request,
+        request: request.into(),
         step,
         csrf: random_token(16),
         created_at: core.clock.now(),

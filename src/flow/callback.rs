@@ -11,8 +11,9 @@ use super::error::connector_error;
 use super::response::denied;
 use super::{Browser, Event, FlowError, Outcome, resume};
 use crate::connections::Connection;
+use crate::oauth::AuthorizationRequest;
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, ResponseMode, Step};
+use crate::store::{ResponseMode, Step};
 use crate::types::{ConnectionId, TransactionId};
 
 pub async fn callback(
@@ -53,9 +54,11 @@ pub async fn callback(
     match conn.connector.finish(&ctx, state, input).await {
         Ok(identity) => {
             claim_single_use(core, &expected, &identity).await?;
-            resume(core, &txn.request, Event::Identified { conn, identity }, browser).await
+            resume(core, &txn.request.into(), Event::Identified { conn, identity }, browser).await
         }
-        Err(ConnectorError::Denied(reason)) => Ok(Outcome::respond(denied(core, &txn.request, connection, &reason))),
+        Err(ConnectorError::Denied(reason)) => {
+            Ok(Outcome::respond(denied(core, &txn.request.into(), connection, &reason)))
+        }
         Err(e) => Err(rejected(core, &expected, e)),
     }
 }

@@ -53,7 +53,7 @@ pub async fn credentials(
             // Take the transaction now: a double-submitted form completes one login, not two.
             let txn = take_bound(core, id, browser).await?;
             let event = Event::Identified { conn, identity };
-            resume(core, &txn.request, event, browser).await.map(CredentialsResult::Done)
+            resume(core, &txn.request.into(), event, browser).await.map(CredentialsResult::Done)
         }
         Err(ConnectorError::InvalidCredentials) => {
             core.store.counters.incr(&per_ip, login.lockout_window).await?;
@@ -63,7 +63,7 @@ pub async fn credentials(
         }
         Err(ConnectorError::Denied(reason)) => {
             let txn = take_bound(core, id, browser).await?;
-            Ok(CredentialsResult::Done(Outcome::respond(denied(core, &txn.request, connection, &reason))))
+            Ok(CredentialsResult::Done(Outcome::respond(denied(core, &txn.request.into(), connection, &reason))))
         }
         Err(e) => Err(connector_error(e)),
     }

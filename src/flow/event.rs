@@ -27,7 +27,7 @@ pub(super) fn iso8601(unix: u64) -> String {
 /// Auth0's post-login `event`, as plain data.
 pub(super) fn login_event(
     core: &Core,
-    request: &crate::store::AuthorizationRequest,
+    request: &crate::oauth::AuthorizationRequest,
     user: &crate::store::UserRecord,
     connection: &ConnectionId,
     auth_time: u64,
@@ -94,7 +94,7 @@ pub(super) fn login_event(
 /// Auth0's pre-user-registration `event`, as plain data.
 pub(super) fn registration_event(
     core: &Core,
-    request: &crate::store::AuthorizationRequest,
+    request: &crate::oauth::AuthorizationRequest,
     user_id: &crate::types::UserId,
     identity: &UpstreamIdentity,
     connection: &ConnectionId,

@@ -9,10 +9,11 @@ use super::response::reply_error;
 use super::resume::Login;
 use super::{AuthorizationResponse, Browser, FlowError};
 use crate::connections::Connection;
+use crate::oauth::AuthorizationRequest;
 use crate::oauth::ErrorCode;
 use crate::profile;
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, SessionPlan};
+use crate::store::SessionPlan;
 
 /// Who signed in, or the response that ends this login at the client (a denied registration,
 /// someone other than `id_token_hint` names).

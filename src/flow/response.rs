@@ -6,9 +6,8 @@ use std::borrow::Cow;
 
 use super::AuthorizationResponse;
 use crate::oauth::authorize::ErrorResponse;
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::{AuthorizationRequest, ErrorCode, OAuthError};
 use crate::state::Core;
-use crate::store::AuthorizationRequest;
 use crate::types::{AuthCode, ConnectionId};
 
 /// An error to deliver to the client's redirect URI, with `state` and `iss`.

@@ -13,11 +13,12 @@ use super::binding::{take_bound, txn_id};
 use super::response::{code_response, reply_error};
 use super::{Browser, FlowError, Next, Outcome, identity};
 use crate::connections::Connection;
+use crate::oauth::AuthorizationRequest;
 use crate::oauth::token::{CodeSubject, issue_code};
 use crate::oauth::{ErrorCode, Params};
 use crate::session;
 use crate::state::Core;
-use crate::store::{AuthorizationRequest, CustomClaims, Resume, SessionPlan, SessionRecord, Step, UserRecord};
+use crate::store::{CustomClaims, Resume, SessionPlan, SessionRecord, Step, UserRecord};
 use crate::types::{ConnectionId, random_token};
 
 /// What brought a login to the dispatcher.
@@ -171,5 +172,5 @@ pub async fn continue_login(
     } else {
         (pairs.into(), serde_json::json!({}))
     };
-    resume(core, &txn.request, Event::Continued { resume_at, query, body }, browser).await
+    resume(core, &txn.request.into(), Event::Continued { resume_at, query, body }, browser).await
 }

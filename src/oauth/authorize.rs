@@ -4,8 +4,9 @@
 
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
+use super::request::AuthorizationRequest;
 use crate::settings::{ClientSettings, Settings};
-use crate::store::{AuthorizationRequest, ResponseMode};
+use crate::store::ResponseMode;
 use crate::types::{ClientId, ConnectionId, PkceChallenge, RedirectUri, Scopes};
 
 /// Where an authorization error is reported.

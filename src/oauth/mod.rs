@@ -5,8 +5,10 @@ pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod params;
+pub mod request;
 pub mod resource;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};
 pub use params::Params;
+pub use request::AuthorizationRequest;

@@ -5,11 +5,10 @@ use serde::Serialize;
 
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
+use super::request::AuthorizationRequest;
 use crate::settings::{ClientSettings, GrantType};
 use crate::state::Core;
-use crate::store::{
-    AuthorizationRequest, CodeRecord, CustomClaims, GrantRecord, Redeemed, Rotation, StoreError, UserRecord,
-};
+use crate::store::{CodeRecord, CustomClaims, GrantRecord, Redeemed, Rotation, StoreError, UserRecord};
 use crate::tokens::{AccessClaims, IdTokenInput, mint_access_token, mint_id_token};
 use crate::types::{AuthCode, RefreshToken, Scopes, UserId, random_token};
 

@@ -63,8 +63,8 @@ fn unique(tag: &str) -> String {
     format!("{tag}-{}", crate::types::random_token(9))
 }
 
-fn request() -> AuthorizationRequest {
-    AuthorizationRequest {
+fn request() -> RequestRecord {
+    RequestRecord {
         client_id: ClientId::parse("app").unwrap(),
         redirect_uri: RedirectUri::parse("https://app.example/cb").unwrap(),
         scopes: Scopes::parse("openid").unwrap(),

@@ -15,9 +15,10 @@ pub enum ResponseMode {
     FormPost,
 }
 
-/// The downstream request that began a login, as validated by `/authorize`.
+/// The stored form of the downstream request that began a login (the domain type is
+/// `oauth::AuthorizationRequest`, which converts to and from this record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuthorizationRequest {
+pub struct RequestRecord {
     pub client_id: ClientId,
     pub redirect_uri: RedirectUri,
     pub scopes: Scopes,
@@ -50,7 +51,7 @@ pub struct TransactionRecord {
     pub id: TransactionId,
     /// SHA-256 of the browser-binding cookie; the callback must present the same cookie.
     pub browser: SecretHash,
-    pub request: AuthorizationRequest,
+    pub request: RequestRecord,
     /// What the login waits for now.
     pub step: Step,
     /// Anti-CSRF token of the hosted forms of this transaction.
@@ -128,7 +129,7 @@ pub struct CodeRecord {
     /// What post-login Actions added to the tokens this code will be exchanged for.
     #[serde(default)]
     pub custom: CustomClaims,
-    /// Issued for an IdP-initiated login (see `AuthorizationRequest::unsolicited`).
+    /// Issued for an IdP-initiated login (see `RequestRecord::unsolicited`).
     #[serde(default)]
     pub unsolicited: bool,
 }
