@@ -319,6 +319,7 @@ async fn connect(core: &Core, mut txn: TransactionRecord, conn_id: &ConnectionId
         login_hint: txn.request.login_hint.clone(),
         force_login: txn.request.prompt_login,
         max_age: txn.request.max_age,
+        now: core.clock.system_time(),
     };
     let (start, state) = conn.connector.start(&ctx).await.map_err(connector_error)?;
     txn.connection = Some(conn_id.clone());
@@ -636,7 +637,10 @@ async fn unsolicited(
         client_ip: browser.ip,
         now: core.clock.system_time(),
     };
-    let identity = match conn.connector.finish_unsolicited(&ctx, input).await {
+    let Some(unsolicited) = conn.connector.unsolicited() else {
+        return Err(FlowError::Misconfigured("this connection's connector takes no unsolicited responses".into()));
+    };
+    let identity = match unsolicited.finish_unsolicited(&ctx, input).await {
         Ok(identity) => identity,
         Err(e) => return Err(rejected(core, &conn_id, e)),
     };
@@ -1268,11 +1272,9 @@ async fn upstream_logout(
     redirect: Option<&Url>,
 ) -> Result<Option<LogoutNext>, FlowError> {
     let (Some(facts), Some(conn)) = (&s.upstream, core.connections.get(&s.connection)) else { return Ok(None) };
-    if !conn.connector.capabilities().logout {
-        return Ok(None);
-    }
+    let Some(logout) = conn.connector.logout() else { return Ok(None) };
     let ctx = logout_context(core, &s.connection, random_token(24))?;
-    match conn.connector.start_logout(&ctx, facts).await {
+    match logout.start_logout(&ctx, facts).await {
         Ok(Some((Start::Redirect { url }, state))) => {
             let record = crate::store::LogoutRecord {
                 id: ctx.relay.clone(),
@@ -1307,7 +1309,8 @@ pub async fn answer_upstream_logout(
     let live = session::find(&core.store, browser.session.as_deref(), core.clock.now()).await?;
     let facts = live.as_ref().filter(|s| s.connection == conn_id).and_then(|s| s.upstream.as_ref());
     let ctx = logout_context(core, &conn_id, String::new())?;
-    let answer = match conn.connector.upstream_logout_request(&ctx, raw_query, facts).await {
+    let logout = conn.connector.logout().ok_or(FlowError::ConnectionNotAllowed)?;
+    let answer = match logout.upstream_logout_request(&ctx, raw_query, facts).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(connection = %conn_id, error = %e, "rejected upstream logout request");
@@ -1340,7 +1343,8 @@ pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &s
     }
     let conn = core.connections.get(&record.connection).ok_or(FlowError::ConnectionNotAllowed)?;
     let ctx = logout_context(core, &record.connection, relay)?;
-    match conn.connector.finish_logout(&ctx, record.connector_state, raw_query).await {
+    let logout = conn.connector.logout().ok_or(FlowError::ConnectionNotAllowed)?;
+    match logout.finish_logout(&ctx, record.connector_state, raw_query).await {
         Ok(()) => tracing::info!(connection = %record.connection, "single logout completed"),
         Err(ConnectorError::Denied(status)) => {
             tracing::warn!(connection = %record.connection, %status, "the upstream did not end its session")

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext, OpenContext, Start,
-    StartContext, UpstreamIdentity, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext,
+    OpenContext, Start, StartContext, UpstreamIdentity, async_trait,
 };
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -83,9 +83,11 @@ fn parse_hash(phc: &str) -> Result<PasswordHash<'static>, String> {
     Ok(hash)
 }
 
-impl Config {
+impl ConnectorConfig for Config {
+    type Connector = StaticConnector;
+
     /// Validate and build. Cheap apart from parsing the PHC strings; no network.
-    pub fn open(self, _ctx: &OpenContext) -> Result<StaticConnector, ConnectorError> {
+    fn open(self, _ctx: &OpenContext) -> Result<StaticConnector, ConnectorError> {
         let mut users = Vec::with_capacity(self.users.len());
         for (i, user) in self.users.into_iter().enumerate() {
             if user.username.is_empty() || user.id.is_empty() {
@@ -171,7 +173,7 @@ impl Connector for StaticConnector {
 
     async fn finish(
         &self,
-        _ctx: &FinishContext,
+        ctx: &FinishContext,
         _state: ConnectorState,
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError> {
@@ -196,7 +198,7 @@ impl Connector for StaticConnector {
             nickname: user.username.split('@').next().map(str::to_owned),
             groups: user.groups.clone(),
             raw,
-            authenticated_at: Some(std::time::SystemTime::now()),
+            authenticated_at: Some(ctx.now),
             amr: vec!["pwd".into()],
             ..Default::default()
         })
