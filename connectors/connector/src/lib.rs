@@ -25,6 +25,9 @@
 //!
 //! A connection is opened from configuration through [`ConnectorConfig`]: the core's
 //! registry row for a connector is one line, `("type", open::<its_crate::Config>)`.
+//!
+//! With the `testkit` feature, `testkit` offers a configurable fake connector for the core's
+//! own tests and a conformance kit every connector crate runs against itself.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -33,6 +36,8 @@ use std::time::SystemTime;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -198,7 +203,7 @@ pub struct SingleUse {
 
 /// Why a connector could not start or finish a login. Gatehouse maps these to what the
 /// browser and the downstream client see; the message goes to the log, not to the user.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {
     /// The person or the upstream refused (cancelled consent, group policy).
     #[error("access denied: {0}")]
