@@ -19,6 +19,9 @@
 //! nickname = "/login"
 //! ```
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
