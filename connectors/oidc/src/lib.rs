@@ -7,6 +7,9 @@
 //! algorithms are accepted. Discovery happens on first use and is cached, so an unreachable
 //! provider never stops Gatehouse from starting.
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
