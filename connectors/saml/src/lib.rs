@@ -16,6 +16,8 @@ pub mod metadata;
 mod quiet;
 mod selftest;
 mod source;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod verify;
 pub mod xml;
 
@@ -721,6 +723,11 @@ impl Connector for SamlConnector {
         state: ConnectorState,
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError> {
+        // The core found the transaction by RelayState; a connector that ignored it would
+        // accept another transaction's response if the core ever matched it wrongly.
+        if input.param("RelayState") != Some(ctx.transaction_id.as_str()) {
+            return Err(invalid("RelayState is not this transaction's"));
+        }
         let state: LoginState =
             serde_json::from_slice(&state.0).map_err(|_| invalid("no pending AuthnRequest for this login"))?;
         self.consume(ctx, &input, Some(&state.request_id)).await
