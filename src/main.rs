@@ -213,7 +213,7 @@ fn rotate(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = gatehouse::clock::Clock::now(&gatehouse::clock::SystemClock);
         match gatehouse::state::rotate_keys(&store, &settings, now).await {
             Ok(ring) => {
                 println!(

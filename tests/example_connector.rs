@@ -4,8 +4,8 @@
 
 // example:start
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext, OpenContext, Secret,
-    Start, StartContext, UpstreamIdentity, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext,
+    OpenContext, Secret, Start, StartContext, UpstreamIdentity, async_trait,
 };
 use serde::Deserialize;
 
@@ -21,9 +21,11 @@ pub struct PasscodeConnector {
     passcode: Secret<String>,
 }
 
-impl Config {
+impl ConnectorConfig for Config {
+    type Connector = PasscodeConnector;
+
     /// Validate and build; no network here.
-    pub fn open(self, _ctx: &OpenContext) -> Result<PasscodeConnector, ConnectorError> {
+    fn open(self, _ctx: &OpenContext) -> Result<PasscodeConnector, ConnectorError> {
         if self.passcode.expose().len() < 8 {
             return Err(ConnectorError::Misconfigured("passcode must have at least 8 characters".into()));
         }
@@ -79,6 +81,7 @@ async fn the_guides_example_connector_works_through_the_trait() {
         login_hint: None,
         force_login: false,
         max_age: None,
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     let (next, state) = connector.start(&start).await.unwrap();
     assert!(matches!(next, Start::Credentials(_)));
@@ -86,7 +89,7 @@ async fn the_guides_example_connector_works_through_the_trait() {
         callback_url: ctx().callback_url,
         transaction_id: "t1".into(),
         client_ip: None,
-        now: std::time::SystemTime::now(),
+        now: std::time::SystemTime::UNIX_EPOCH,
     };
     let good = CallbackInput::Credentials { username: "Ada".into(), password: Secret::new("open sesame".into()) };
     let identity = connector.finish(&finish, state.clone(), good).await.unwrap();

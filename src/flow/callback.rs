@@ -104,7 +104,10 @@ async fn unsolicited(
         client_ip: browser.ip,
         now: core.clock.system_time(),
     };
-    let identity = match conn.connector.finish_unsolicited(&ctx, input).await {
+    let Some(unsolicited) = conn.connector.unsolicited() else {
+        return Err(FlowError::Misconfigured("this connection's connector takes no unsolicited responses".into()));
+    };
+    let identity = match unsolicited.finish_unsolicited(&ctx, input).await {
         Ok(identity) => identity,
         Err(e) => return Err(rejected(core, &conn_id, e)),
     };

@@ -18,6 +18,7 @@ pub(super) async fn connect(core: &Core, mut txn: TransactionRecord, conn: &Conn
         login_hint: txn.request.login_hint.clone(),
         force_login: txn.request.prompt_login,
         max_age: txn.request.max_age,
+        now: core.clock.system_time(),
     };
     let (start, state) = conn.connector.start(&ctx).await.map_err(connector_error)?;
     let connection = conn.settings.id.clone();

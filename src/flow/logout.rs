@@ -103,11 +103,9 @@ async fn upstream_logout(
     redirect: Option<&Url>,
 ) -> Result<Option<LogoutNext>, FlowError> {
     let (Some(facts), Some(conn)) = (&s.upstream, core.connections.get(&s.connection)) else { return Ok(None) };
-    if !conn.connector.capabilities().logout {
-        return Ok(None);
-    }
+    let Some(logout) = conn.connector.logout() else { return Ok(None) };
     let ctx = logout_context(core, &s.connection, random_token(24))?;
-    match conn.connector.start_logout(&ctx, facts).await {
+    match logout.start_logout(&ctx, facts).await {
         Ok(Some((Start::Redirect { url }, state))) => {
             let record = crate::store::LogoutRecord {
                 id: ctx.relay.clone(),
@@ -141,7 +139,8 @@ pub async fn answer_upstream_logout(
     let live = session::find(&core.store, browser.session.as_deref(), core.clock.now()).await?;
     let facts = live.as_ref().filter(|s| &s.connection == conn_id).and_then(|s| s.upstream.as_ref());
     let ctx = logout_context(core, conn_id, String::new())?;
-    let answer = match conn.connector.upstream_logout_request(&ctx, raw_query, facts).await {
+    let logout = conn.connector.logout().ok_or(FlowError::ConnectionNotAllowed)?;
+    let answer = match logout.upstream_logout_request(&ctx, raw_query, facts).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(connection = %conn_id, error = %e, "rejected upstream logout request");
@@ -178,7 +177,8 @@ pub async fn finish_upstream_logout(
     }
     let conn = core.connections.get(&record.connection).ok_or(FlowError::ConnectionNotAllowed)?;
     let ctx = logout_context(core, &record.connection, relay)?;
-    match conn.connector.finish_logout(&ctx, record.connector_state, raw_query).await {
+    let logout = conn.connector.logout().ok_or(FlowError::ConnectionNotAllowed)?;
+    match logout.finish_logout(&ctx, record.connector_state, raw_query).await {
         Ok(()) => tracing::info!(connection = %record.connection, "single logout completed"),
         Err(ConnectorError::Denied(status)) => {
             tracing::warn!(connection = %record.connection, %status, "the upstream did not end its session")

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use gatehouse_connector::{ConnectorError, OpenContext, Url};
+use gatehouse_connector::{ConnectorConfig, ConnectorError, OpenContext, Url};
 pub use gatehouse_connector_saml::SamlConnector as AdfsConnector;
 use serde::Deserialize;
 
@@ -81,8 +81,10 @@ fn expand(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-impl Config {
-    pub fn open(self, ctx: &OpenContext) -> Result<AdfsConnector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = AdfsConnector;
+
+    fn open(self, ctx: &OpenContext) -> Result<AdfsConnector, ConnectorError> {
         let url = match (self.federation_metadata_url, &self.adfs_host, &self.federation_metadata_file) {
             (Some(u), None, None) => Some(u),
             (None, Some(host), None) => Some(
@@ -120,7 +122,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use gatehouse_connector::{Connector, Start, StartContext};
+    use gatehouse_connector::{Connector, ConnectorConfig as _, Start, StartContext};
 
     use super::*;
 
@@ -152,6 +154,7 @@ mod tests {
             login_hint: None,
             force_login: true,
             max_age: None,
+            now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
         };
         let (Start::Redirect { url }, _) = c.start(&start).await.unwrap() else { panic!("HTTP-Redirect") };
         assert!(url.as_str().starts_with("https://adfs.corp.example/adfs/ls/?SAMLRequest="));

@@ -13,16 +13,31 @@
 //! Why this shape: connectors keep no per-login memory. Everything `finish` needs travels
 //! through the store, so a login started on one Gatehouse node can finish on any other.
 //! Connectors also never see HTTP framework types and never decide the Gatehouse `user_id`:
-//! they report facts, and the core decides. Everything else (`refresh`, `logout_url`,
-//! `metadata`, `capabilities`) has a default that means "not supported", so a new connector
-//! implements two methods and grows from there.
+//! they report facts, and the core decides.
+//!
+//! Everything beyond a login is an optional capability with one source of truth each: a
+//! connector that can end upstream sessions returns itself from [`Connector::logout`] (and
+//! implements [`Logout`]), one that accepts upstream-initiated responses returns itself from
+//! [`Connector::unsolicited`] (and implements [`Unsolicited`]), and one that publishes
+//! metadata returns it from [`Connector::metadata`]. The defaults say "not supported", so a
+//! new connector implements two methods and grows from there; there is no separate flag that
+//! could disagree with the method it describes.
+//!
+//! A connection is opened from configuration through [`ConnectorConfig`]: the core's
+//! registry row for a connector is one line, `("type", open::<its_crate::Config>)`.
+//!
+//! With the `testkit` feature, `testkit` offers a configurable fake connector for the core's
+//! own tests and a conformance kit every connector crate runs against itself.
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -73,6 +88,9 @@ pub struct StartContext {
     pub force_login: bool,
     /// The downstream client's `max_age`, to pass to upstreams that understand it.
     pub max_age: Option<u64>,
+    /// Now, from Gatehouse's injected clock (connectors never read the system clock, so
+    /// tests can pin time).
+    pub now: SystemTime,
 }
 
 /// What the browser does next.
@@ -135,17 +153,11 @@ impl CallbackInput {
 #[derive(Debug, Clone)]
 pub struct FinishContext {
     pub callback_url: Url,
+    /// The transaction this callback was matched to (empty for an unsolicited response).
     pub transaction_id: String,
     pub client_ip: Option<IpAddr>,
+    /// Now, from Gatehouse's injected clock.
     pub now: SystemTime,
-}
-
-/// Upstream tokens, kept only when a connection asks for them (for `refresh`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct UpstreamTokens {
-    pub access_token: Option<Secret<String>>,
-    pub refresh_token: Option<Secret<String>>,
-    pub id_token: Option<Secret<String>>,
 }
 
 /// The facts an upstream asserted about one person. Facts, not decisions: the core builds
@@ -166,7 +178,6 @@ pub struct UpstreamIdentity {
     pub groups: Vec<String>,
     /// Every claim or attribute as the upstream sent it, for attribute mapping.
     pub raw: serde_json::Map<String, serde_json::Value>,
-    pub tokens: Option<UpstreamTokens>,
     /// When the upstream authenticated the person, if it says so.
     pub authenticated_at: Option<SystemTime>,
     /// Authentication methods (RFC 8176 values such as `pwd`, `mfa`).
@@ -178,7 +189,7 @@ pub struct UpstreamIdentity {
     pub single_use: Option<SingleUse>,
     /// What the connector needs to end the upstream session later (a SAML NameID and
     /// SessionIndex); Gatehouse keeps it with its own session and hands it to
-    /// [`Connector::start_logout`].
+    /// [`Logout::start_logout`].
     #[serde(default)]
     pub upstream_session: Option<serde_json::Value>,
 }
@@ -192,7 +203,7 @@ pub struct SingleUse {
 
 /// Why a connector could not start or finish a login. Gatehouse maps these to what the
 /// browser and the downstream client see; the message goes to the log, not to the user.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectorError {
     /// The person or the upstream refused (cancelled consent, group policy).
     #[error("access denied: {0}")]
@@ -213,14 +224,6 @@ pub enum ConnectorError {
     /// The connector does not offer this operation.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
-}
-
-/// What a connector can do beyond `start` and `finish`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    pub refresh: bool,
-    pub logout: bool,
-    pub metadata: bool,
 }
 
 /// Service-provider metadata a connector publishes (SAML SP metadata).
@@ -248,44 +251,57 @@ pub trait Connector: Send + Sync + 'static {
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError>;
 
-    /// Refresh an identity with the upstream (for example with an upstream refresh token).
-    async fn refresh(&self, _identity: &UpstreamIdentity) -> Result<UpstreamIdentity, ConnectorError> {
-        Err(ConnectorError::Unsupported("refresh"))
+    /// Upstream Single Logout, when this connector offers it (`Some(self)`).
+    fn logout(&self) -> Option<&dyn Logout> {
+        None
     }
 
-    /// Complete a login the upstream started on its own (a SAML IdP-initiated response):
-    /// there is no transaction and no state. Gatehouse calls it only for connections that
-    /// opted in, and records [`UpstreamIdentity::single_use`] so each response works once.
+    /// Upstream-initiated logins (a SAML IdP-initiated response), when this connector
+    /// accepts them (`Some(self)`). Gatehouse uses it only for connections that opted in.
+    fn unsolicited(&self) -> Option<&dyn Unsolicited> {
+        None
+    }
+
+    /// Metadata Gatehouse publishes for this connection (SAML SP metadata), if any.
+    fn metadata(&self) -> Option<Metadata> {
+        None
+    }
+}
+
+/// The optional capability of completing a login the upstream started on its own.
+#[async_trait::async_trait]
+pub trait Unsolicited: Send + Sync {
+    /// There is no transaction and no state. Gatehouse records
+    /// [`UpstreamIdentity::single_use`] so each response works once, and refuses a response
+    /// without one.
     async fn finish_unsolicited(
         &self,
-        _ctx: &FinishContext,
-        _input: CallbackInput,
-    ) -> Result<UpstreamIdentity, ConnectorError> {
-        Err(ConnectorError::Unsupported("unsolicited responses"))
-    }
+        ctx: &FinishContext,
+        input: CallbackInput,
+    ) -> Result<UpstreamIdentity, ConnectorError>;
+}
 
+/// The optional capability of ending upstream sessions (SAML Single Logout).
+#[async_trait::async_trait]
+pub trait Logout: Send + Sync {
     /// Begin ending the upstream session kept in [`UpstreamIdentity::upstream_session`]:
     /// where the browser goes (the upstream comes back to [`LogoutContext::return_url`]
-    /// with `relay`), and the state [`Connector::finish_logout`] will need. `Ok(None)` when
-    /// the upstream offers no logout.
+    /// with `relay`), and the state [`Logout::finish_logout`] will need. `Ok(None)` when
+    /// this upstream, as configured, publishes no logout endpoint.
     async fn start_logout(
         &self,
-        _ctx: &LogoutContext,
-        _session: &serde_json::Value,
-    ) -> Result<Option<(Start, ConnectorState)>, ConnectorError> {
-        Ok(None)
-    }
+        ctx: &LogoutContext,
+        session: &serde_json::Value,
+    ) -> Result<Option<(Start, ConnectorState)>, ConnectorError>;
 
-    /// Check the upstream's answer to [`Connector::start_logout`]; `raw_query` is the query
+    /// Check the upstream's answer to [`Logout::start_logout`]; `raw_query` is the query
     /// string exactly as received (SAML signs its encoded form).
     async fn finish_logout(
         &self,
-        _ctx: &LogoutContext,
-        _state: ConnectorState,
-        _raw_query: &str,
-    ) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Unsupported("logout"))
-    }
+        ctx: &LogoutContext,
+        state: ConnectorState,
+        raw_query: &str,
+    ) -> Result<(), ConnectorError>;
 
     /// The upstream asks, through the browser, to end its user's session here (a SAML
     /// IdP-initiated LogoutRequest). `raw_query` is the query string exactly as received;
@@ -294,21 +310,29 @@ pub trait Connector: Send + Sync + 'static {
     /// next (the signed answer to the upstream).
     async fn upstream_logout_request(
         &self,
-        _ctx: &LogoutContext,
-        _raw_query: &str,
-        _session: Option<&serde_json::Value>,
-    ) -> Result<UpstreamLogout, ConnectorError> {
-        Err(ConnectorError::Unsupported("upstream-initiated logout"))
-    }
+        ctx: &LogoutContext,
+        raw_query: &str,
+        session: Option<&serde_json::Value>,
+    ) -> Result<UpstreamLogout, ConnectorError>;
+}
 
-    /// Metadata Gatehouse publishes for this connection (SAML SP metadata).
-    fn metadata(&self) -> Option<Metadata> {
-        None
-    }
+/// A connector's configuration: the serde mirror of a connection's `options` (use
+/// `#[serde(deny_unknown_fields)]` and [`Secret`] for secrets) and how to open it.
+pub trait ConnectorConfig: serde::de::DeserializeOwned {
+    type Connector: Connector;
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
+    /// Validate and build. Cheap and free of network calls, so one unreachable upstream never
+    /// stops start-up and `check-config` can run it offline.
+    fn open(self, ctx: &OpenContext) -> Result<Self::Connector, ConnectorError>;
+}
+
+/// Read a connection's options as `C` and open it: the one opener every registry row uses.
+pub fn open<C: ConnectorConfig>(
+    options: serde_json::Value,
+    ctx: &OpenContext,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let config: C = serde_json::from_value(options).map_err(|e| ConnectorError::Misconfigured(e.to_string()))?;
+    Ok(Arc::new(config.open(ctx)?))
 }
 
 /// What Gatehouse tells a connector about an upstream logout.
@@ -321,7 +345,7 @@ pub struct LogoutContext {
     pub now: SystemTime,
 }
 
-/// See [`Connector::upstream_logout_request`].
+/// See [`Logout::upstream_logout_request`].
 #[derive(Debug, Clone)]
 pub struct UpstreamLogout {
     /// The browser's session is the one the upstream ended: close it.

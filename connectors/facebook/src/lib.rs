@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_connector::{ConnectorError, OpenContext, Secret};
+use gatehouse_connector::{ConnectorConfig, ConnectorError, OpenContext, Secret};
 use gatehouse_connector_oauth2::{ClientAuth, Mapping, OAuth2Connector};
 use serde::Deserialize;
 
@@ -45,8 +45,10 @@ pub struct Config {
     pub timeout_ms: Option<u64>,
 }
 
-impl Config {
-    pub fn open(self, ctx: &OpenContext) -> Result<OAuth2Connector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = OAuth2Connector;
+
+    fn open(self, ctx: &OpenContext) -> Result<OAuth2Connector, ConnectorError> {
         let v = &self.graph_version;
         let dialog = self.dialog_base_url.trim_end_matches('/');
         let graph = self.graph_base_url.trim_end_matches('/');

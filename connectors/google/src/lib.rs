@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret, Start, StartContext,
-    UpstreamIdentity, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret,
+    Start, StartContext, UpstreamIdentity, async_trait,
 };
 use gatehouse_connector_oidc::OidcConnector;
 use serde::Deserialize;
@@ -42,8 +42,10 @@ pub struct GoogleConnector {
     hosted_domains: Vec<String>,
 }
 
-impl Config {
-    pub fn open(self, ctx: &OpenContext) -> Result<GoogleConnector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = GoogleConnector;
+
+    fn open(self, ctx: &OpenContext) -> Result<GoogleConnector, ConnectorError> {
         let mut authorize_params = self.authorize_params;
         match self.hosted_domains.as_slice() {
             [] => {}

@@ -19,13 +19,16 @@
 //! nickname = "/login"
 //! ```
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gatehouse_connector::http::{Method, UpstreamHttp};
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret, Start, StartContext,
-    UpstreamIdentity, Url, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret,
+    Start, StartContext, UpstreamIdentity, Url, async_trait,
 };
 use hmac::{Hmac, Mac};
 use oauth2::basic::BasicClient;
@@ -156,8 +159,10 @@ fn misconfigured<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Conn
     move |e| ConnectorError::Misconfigured(format!("{what}: {e}"))
 }
 
-impl Config {
-    pub fn open(self, ctx: &OpenContext) -> Result<OAuth2Connector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = OAuth2Connector;
+
+    fn open(self, ctx: &OpenContext) -> Result<OAuth2Connector, ConnectorError> {
         if self.strategy.is_empty() || self.strategy.contains('|') {
             return Err(ConnectorError::Misconfigured("strategy must be non-empty and without '|'".into()));
         }

@@ -7,6 +7,9 @@
 //! algorithms are accepted. Discovery happens on first use and is cached, so an unreachable
 //! provider never stops Gatehouse from starting.
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +17,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use gatehouse_connector::http::UpstreamHttp;
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret, Start, StartContext,
-    UpstreamIdentity, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, FinishContext, OpenContext, Secret,
+    Start, StartContext, UpstreamIdentity, async_trait,
 };
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -99,8 +102,10 @@ struct State {
     nonce: String,
 }
 
-impl Config {
-    pub fn open(mut self, ctx: &OpenContext) -> Result<OidcConnector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = OidcConnector;
+
+    fn open(mut self, ctx: &OpenContext) -> Result<OidcConnector, ConnectorError> {
         let issuer = IssuerUrl::new(self.issuer.trim_end_matches('/').to_owned())
             .map_err(|e| ConnectorError::Misconfigured(format!("issuer: {e}")))?;
         let callback = RedirectUrl::new(ctx.callback_url.to_string())
@@ -266,7 +271,6 @@ pub fn identity_from_claims(
         locale: string(&raw, "locale"),
         groups,
         raw,
-        tokens: None,
         authenticated_at,
         amr,
         single_use: None,

@@ -16,19 +16,22 @@ pub mod metadata;
 mod quiet;
 mod selftest;
 mod source;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod verify;
 pub mod xml;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gatehouse_connector::http::UpstreamHttp;
 use gatehouse_connector::{
-    CallbackInput, Capabilities, Connector, ConnectorError, ConnectorState, FinishContext, LogoutContext, Metadata,
-    OpenContext, SingleUse, Start, StartContext, UpstreamIdentity, UpstreamLogout, Url, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, FinishContext, Logout, LogoutContext,
+    Metadata, OpenContext, SingleUse, Start, StartContext, Unsolicited, UpstreamIdentity, UpstreamLogout, Url,
+    async_trait,
 };
 use openssl::pkey::{PKey, Private};
 use serde::{Deserialize, Serialize};
@@ -246,8 +249,10 @@ fn read(path: &PathBuf) -> Result<String, ConnectorError> {
     std::fs::read_to_string(path).map_err(|e| misconfigured(format!("cannot read {}: {e}", path.display())))
 }
 
-impl Config {
-    pub fn open(self, ctx: &OpenContext) -> Result<SamlConnector, ConnectorError> {
+impl ConnectorConfig for Config {
+    type Connector = SamlConnector;
+
+    fn open(self, ctx: &OpenContext) -> Result<SamlConnector, ConnectorError> {
         selftest::run()?;
         let mut certificates = Vec::new();
         for pem in &self.idp_certificates {
@@ -573,7 +578,6 @@ impl SamlConnector {
             picture: None,
             locale: None,
             groups,
-            tokens: None,
             authenticated_at: a.authn_instant,
             amr: Vec::new(),
             single_use: Some(SingleUse {
@@ -670,7 +674,7 @@ impl Connector for SamlConnector {
         let id = binding::new_id();
         let request = binding::AuthnRequest {
             id: &id,
-            issue_instant: SystemTime::now(),
+            issue_instant: ctx.now,
             destination: &endpoint,
             acs_url: &self.acs_url,
             sp_entity_id: &self.sp_entity_id,
@@ -719,11 +723,46 @@ impl Connector for SamlConnector {
         state: ConnectorState,
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError> {
+        // The core found the transaction by RelayState; a connector that ignored it would
+        // accept another transaction's response if the core ever matched it wrongly.
+        if input.param("RelayState") != Some(ctx.transaction_id.as_str()) {
+            return Err(invalid("RelayState is not this transaction's"));
+        }
         let state: LoginState =
             serde_json::from_slice(&state.0).map_err(|_| invalid("no pending AuthnRequest for this login"))?;
         self.consume(ctx, &input, Some(&state.request_id)).await
     }
 
+    fn logout(&self) -> Option<&dyn Logout> {
+        Some(self)
+    }
+
+    fn unsolicited(&self) -> Option<&dyn Unsolicited> {
+        Some(self)
+    }
+
+    fn metadata(&self) -> Option<Metadata> {
+        let formats = [
+            "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+            TRANSIENT,
+        ];
+        let body = metadata::sp_metadata(&metadata::SpDescriptor {
+            entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            slo_url: &self.slo_return_url,
+            signing_certificate: self.sp_certificate.as_deref(),
+            encryption_certificate: self.sp_certificate.as_deref(),
+            name_id_formats: &formats,
+            sign_requests: self.sign_requests,
+        });
+        Some(Metadata { content_type: "application/samlmetadata+xml", body })
+    }
+}
+
+#[async_trait]
+impl Unsolicited for SamlConnector {
     async fn finish_unsolicited(
         &self,
         ctx: &FinishContext,
@@ -731,7 +770,10 @@ impl Connector for SamlConnector {
     ) -> Result<UpstreamIdentity, ConnectorError> {
         self.consume(ctx, &input, None).await
     }
+}
 
+#[async_trait]
+impl Logout for SamlConnector {
     async fn start_logout(
         &self,
         ctx: &LogoutContext,
@@ -858,33 +900,12 @@ impl Connector for SamlConnector {
         .map_err(|e| misconfigured(e.to_string()))?;
         Ok(UpstreamLogout { ends_session, next: Start::Redirect { url } })
     }
-
-    fn metadata(&self) -> Option<Metadata> {
-        let formats = [
-            "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-            "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
-            TRANSIENT,
-        ];
-        let body = metadata::sp_metadata(&metadata::SpDescriptor {
-            entity_id: &self.sp_entity_id,
-            acs_url: &self.acs_url,
-            slo_url: &self.slo_return_url,
-            signing_certificate: self.sp_certificate.as_deref(),
-            encryption_certificate: self.sp_certificate.as_deref(),
-            name_id_formats: &formats,
-            sign_requests: self.sign_requests,
-        });
-        Some(Metadata { content_type: "application/samlmetadata+xml", body })
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { refresh: false, logout: true, metadata: true }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     #[test]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use gatehouse_connector::{
-    CallbackInput, Connector, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext, OpenContext, Start,
-    StartContext, UpstreamIdentity, async_trait,
+    CallbackInput, Connector, ConnectorConfig, ConnectorError, ConnectorState, CredentialsPrompt, FinishContext,
+    OpenContext, Secret, Start, StartContext, UpstreamIdentity, async_trait,
 };
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -27,8 +27,9 @@ pub struct StaticUser {
     pub username: String,
     /// The stable upstream subject; the Gatehouse `user_id` becomes `auth0|<id>`.
     pub id: String,
-    /// A PHC string made by `gatehouse hash-password` (argon2id).
-    pub password_hash: String,
+    /// A PHC string made by `gatehouse hash-password` (argon2id). Kept out of `Debug`: a
+    /// leaked hash invites offline guessing.
+    pub password_hash: Secret<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default = "yes")]
@@ -83,9 +84,11 @@ fn parse_hash(phc: &str) -> Result<PasswordHash<'static>, String> {
     Ok(hash)
 }
 
-impl Config {
+impl ConnectorConfig for Config {
+    type Connector = StaticConnector;
+
     /// Validate and build. Cheap apart from parsing the PHC strings; no network.
-    pub fn open(self, _ctx: &OpenContext) -> Result<StaticConnector, ConnectorError> {
+    fn open(self, _ctx: &OpenContext) -> Result<StaticConnector, ConnectorError> {
         let mut users = Vec::with_capacity(self.users.len());
         for (i, user) in self.users.into_iter().enumerate() {
             if user.username.is_empty() || user.id.is_empty() {
@@ -97,7 +100,7 @@ impl Config {
                     user.username
                 )));
             }
-            let hash = parse_hash(&user.password_hash)
+            let hash = parse_hash(user.password_hash.expose())
                 .map_err(|e| ConnectorError::Misconfigured(format!("users[{i}].password_hash: {e}")))?;
             users.push((user, hash));
         }
@@ -171,7 +174,7 @@ impl Connector for StaticConnector {
 
     async fn finish(
         &self,
-        _ctx: &FinishContext,
+        ctx: &FinishContext,
         _state: ConnectorState,
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError> {
@@ -196,7 +199,7 @@ impl Connector for StaticConnector {
             nickname: user.username.split('@').next().map(str::to_owned),
             groups: user.groups.clone(),
             raw,
-            authenticated_at: Some(std::time::SystemTime::now()),
+            authenticated_at: Some(ctx.now),
             amr: vec!["pwd".into()],
             ..Default::default()
         })
@@ -221,7 +224,7 @@ mod tests {
             callback_url: Url::parse("http://127.0.0.1/callback/users").unwrap(),
             transaction_id: "t".into(),
             client_ip: None,
-            now: std::time::SystemTime::now(),
+            now: gatehouse_connector::testkit::fixed_now(),
         }
     }
 
@@ -230,7 +233,7 @@ mod tests {
             users: vec![StaticUser {
                 username: "ada@example.com".into(),
                 id: "ada".into(),
-                password_hash: hash_password("correct horse").unwrap(),
+                password_hash: Secret::new(hash_password("correct horse").unwrap()),
                 email: Some("ada@example.com".into()),
                 email_verified: true,
                 name: Some("Ada".into()),
@@ -304,7 +307,7 @@ mod tests {
             users: vec![StaticUser {
                 username: "x".into(),
                 id: "x".into(),
-                password_hash: "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$YWJjZGVmZ2hpamtsbW5vcA".into(),
+                password_hash: Secret::new("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$YWJjZGVmZ2hpamtsbW5vcA".into()),
                 email: None,
                 email_verified: true,
                 name: None,
