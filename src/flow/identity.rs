@@ -29,7 +29,9 @@ pub(super) async fn establish(
     let strategy = conn.connector.strategy();
     let (connection, policy) = (&conn.settings.id, &conn.settings.profile);
     let users = core.store.users.as_ref();
-    let resolved = profile::resolve(users, connection, strategy, policy, &identity).await?;
+    // Mapped once; the pre-registration Actions see the identity as the upstream sent it.
+    let mapped = profile::mapped(&identity, policy);
+    let resolved = profile::resolve(users, connection, strategy, policy, &mapped).await?;
     let mut metadata = profile::NewUserMetadata::default();
     if let profile::Resolved::New(user_id) = &resolved
         && !core.settings.actions.pre_user_registration.is_empty()
@@ -52,7 +54,7 @@ pub(super) async fn establish(
         }
     }
     let source = profile::Source { connection, strategy, policy };
-    let user = profile::record_login(users, source, &identity, resolved, metadata, now).await?;
+    let user = profile::record_login(users, source, &mapped, resolved, metadata, now).await?;
     let amr = if identity.amr.is_empty() { vec!["ext".to_owned()] } else { identity.amr.clone() };
     // When the upstream says when the person authenticated, that is the auth_time (an
     // upstream session may be older than this login); never in the future.

@@ -162,8 +162,8 @@ pub enum Resolved {
     New(UserId),
 }
 
-/// Find the user an identity belongs to (after the connection's attribute mapping), without
-/// writing anything.
+/// Find the user an identity belongs to, without writing anything. `identity` is already
+/// [`mapped`] (the caller maps once and passes the result to [`record_login`] too).
 pub async fn resolve(
     users: &dyn UserStore,
     connection: &ConnectionId,
@@ -171,13 +171,12 @@ pub async fn resolve(
     policy: &Policy,
     identity: &UpstreamIdentity,
 ) -> Result<Resolved, ProfileError> {
-    let identity = mapped(identity, policy);
     if let Some(id) = users.find_by_identity(connection.as_str(), &identity.subject).await?
         && let Some(user) = users.get(&id).await?
     {
         return Ok(Resolved::Existing(user));
     }
-    Ok(match link_target(users, policy, &identity).await? {
+    Ok(match link_target(users, policy, identity).await? {
         Some(user) => Resolved::Linked(user),
         None => Resolved::New(UserId::new(strategy, &identity.subject)?),
     })
@@ -199,6 +198,7 @@ pub struct Source<'a> {
 }
 
 /// Record a login of `resolved`: create, link or update the user and count the login.
+/// `identity` is already [`mapped`].
 pub async fn record_login(
     users: &dyn UserStore,
     source: Source<'_>,
@@ -208,7 +208,6 @@ pub async fn record_login(
     now: u64,
 ) -> Result<UserRecord, ProfileError> {
     let Source { connection, strategy, policy } = source;
-    let identity = mapped(identity, policy);
     let entry = Identity {
         connection: connection.clone(),
         provider: strategy.to_owned(),
@@ -250,7 +249,7 @@ pub async fn record_login(
     let primary = created
         || user.identities.first().is_some_and(|i| i.connection == entry.connection && i.user_id == entry.user_id);
     if created || (primary && policy.sync == Sync::EveryLogin) {
-        set_fields(&mut user, &identity);
+        set_fields(&mut user, identity);
     }
     match user.identities.iter_mut().find(|i| i.connection == entry.connection && i.user_id == entry.user_id) {
         Some(existing) => *existing = entry,
@@ -275,9 +274,10 @@ pub async fn upsert(
     identity: &UpstreamIdentity,
     now: u64,
 ) -> Result<UserRecord, ProfileError> {
-    let resolved = resolve(users, connection, strategy, policy, identity).await?;
+    let identity = mapped(identity, policy);
+    let resolved = resolve(users, connection, strategy, policy, &identity).await?;
     let source = Source { connection, strategy, policy };
-    record_login(users, source, identity, resolved, NewUserMetadata::default(), now).await
+    record_login(users, source, &identity, resolved, NewUserMetadata::default(), now).await
 }
 
 /// The user a new identity links to, if linking is on and both emails are verified.
