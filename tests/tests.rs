@@ -7,6 +7,9 @@ mod harness;
 /// The provider side over real HTTP: login, tokens, refresh, revocation, logout.
 mod oidc_flow;
 
+/// The `sub` of client-credentials tokens: plain client_id, or Auth0's shape by option.
+mod client_credentials;
+
 /// A malicious upstream OpenID Provider against the `oidc` connection.
 mod oidc_attacks;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gatehouse_connector::{Connector, OpenContext, Url};
 
 use crate::settings::{ConfigError, ConnectionSettings, Settings};
-use crate::types::ConnectionId;
+use crate::types::{ConnectionId, Issuer};
 
 pub struct Connection {
     pub settings: ConnectionSettings,
@@ -19,38 +19,41 @@ pub struct Connection {
 #[derive(Clone, Default)]
 pub struct Connections(Arc<HashMap<ConnectionId, Arc<Connection>>>);
 
+/// What a connector is told when its connection opens: its id, callback and Gatehouse's issuer.
+pub fn open_context(issuer: &Issuer, id: &ConnectionId) -> Result<OpenContext, String> {
+    let callback_url = Url::parse(&issuer.join(&format!("/callback/{id}"))).map_err(|e| e.to_string())?;
+    let issuer = Url::parse(issuer.as_str()).map_err(|e| e.to_string())?;
+    Ok(OpenContext { connection: id.to_string(), callback_url, issuer })
+}
+
+/// Open a connection's connector once and drop it: the check `Settings` runs in its one pass.
+pub fn check_options(
+    issuer: &Issuer,
+    id: &ConnectionId,
+    kind: &str,
+    options: &serde_json::Value,
+) -> Result<(), String> {
+    let ctx = open_context(issuer, id)?;
+    registry::open(kind, options.clone(), &ctx).map(drop).map_err(|e| e.to_string())
+}
+
 impl Connections {
-    /// Open every configured connection; every failure is reported with its key path.
+    /// Open every configured connection (their options were checked when the settings
+    /// were read); every failure is reported with its key path.
     pub fn open(settings: &Settings) -> Result<Self, Vec<ConfigError>> {
         let mut map = HashMap::new();
         let mut errors = Vec::new();
         for (i, c) in settings.connections.iter().enumerate() {
-            let callback_url = match Url::parse(&settings.issuer.join(&format!("/callback/{}", c.id))) {
-                Ok(u) => u,
-                Err(e) => {
-                    errors.push(ConfigError { path: format!("connections[{i}]"), message: e.to_string() });
-                    continue;
+            let opened = open_context(&settings.issuer, &c.id).and_then(|ctx| {
+                let callback_url = ctx.callback_url.clone();
+                let connector = registry::open(&c.kind, c.options.clone(), &ctx).map_err(|e| e.to_string())?;
+                Ok(Connection { settings: c.clone(), connector, callback_url })
+            });
+            match opened {
+                Ok(conn) => {
+                    map.insert(c.id.clone(), Arc::new(conn));
                 }
-            };
-            if !registry::CONNECTORS.iter().any(|(kind, _)| *kind == c.kind) {
-                errors.push(ConfigError {
-                    path: format!("connections[{i}].type"),
-                    message: format!("unknown connector type {}; known: {}", c.kind, registry::known()),
-                });
-                continue;
-            }
-            let Ok(issuer) = Url::parse(settings.issuer.as_str()) else {
-                errors.push(ConfigError { path: "issuer".into(), message: "not a URL".into() });
-                continue;
-            };
-            let ctx = OpenContext { connection: c.id.to_string(), callback_url: callback_url.clone(), issuer };
-            match registry::open(&c.kind, c.options.clone(), &ctx) {
-                Ok(connector) => {
-                    map.insert(c.id.clone(), Arc::new(Connection { settings: c.clone(), connector, callback_url }));
-                }
-                Err(e) => {
-                    errors.push(ConfigError { path: format!("connections[{i}].options"), message: e.to_string() })
-                }
+                Err(message) => errors.push(ConfigError { path: format!("connections[{i}].options"), message }),
             }
         }
         if errors.is_empty() { Ok(Self(Arc::new(map))) } else { Err(errors) }
