@@ -19,6 +19,9 @@ mod social_oauth2;
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
 
+/// Deadlines and size limits on what clients send, over raw TCP.
+mod http_limits;
+
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;
 

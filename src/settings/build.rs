@@ -104,6 +104,15 @@ pub(super) fn parse(
         ctx.err("tokens.code_ttl", "must be at most 600 seconds (RFC 6749 4.1.2)");
     }
 
+    let h: RawHttp = ctx.section(&mut table, "http");
+    let secs = |ctx: &mut Ctx<'_>, key: &str, v, default| {
+        std::time::Duration::from_secs(positive(ctx, &format!("http.{key}"), v, default))
+    };
+    let http = HttpSettings {
+        request_timeout: secs(&mut ctx, "request_timeout_secs", h.request_timeout_secs, defaults::REQUEST_TIMEOUT_SECS),
+        body_timeout: secs(&mut ctx, "body_timeout_secs", h.body_timeout_secs, defaults::BODY_TIMEOUT_SECS),
+    };
+
     let s: RawSession = ctx.section(&mut table, "session");
     let session = SessionSettings {
         ttl: positive(&mut ctx, "session.ttl", s.ttl, defaults::SESSION_TTL),
@@ -231,6 +240,7 @@ pub(super) fn parse(
         store,
         keys,
         tokens,
+        http,
         session,
         login,
         demo,

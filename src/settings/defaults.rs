@@ -32,6 +32,10 @@ pub const REFRESH_IDLE_TTL: u64 = 14 * 86400;
 pub const REFRESH_ABSOLUTE_TTL: u64 = 30 * 86400;
 /// `tokens.client_credentials_subject`: the plain `client_id`, as RFC 9068 reads.
 pub const CLIENT_CREDENTIALS_SUBJECT: ClientCredentialsSubject = ClientCredentialsSubject::ClientId;
+/// `http.request_timeout_secs`: time to send the request head
+pub const REQUEST_TIMEOUT_SECS: u64 = 5;
+/// `http.body_timeout_secs`: time to send the whole body once the head arrived
+pub const BODY_TIMEOUT_SECS: u64 = 10;
 /// `session.ttl`, seconds
 pub const SESSION_TTL: u64 = 86400;
 /// `login.transaction_ttl`, seconds

@@ -125,6 +125,13 @@ impl ClientCredentialsSubject {
     }
 }
 
+/// Deadlines on what clients send, so a slow or short request cannot hold a connection.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub request_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub ttl: u64,
@@ -252,6 +259,7 @@ pub struct Settings {
     pub store: StoreKind,
     pub keys: KeySettings,
     pub tokens: TokenSettings,
+    pub http: HttpSettings,
     pub session: SessionSettings,
     pub login: LoginSettings,
     /// Serve the demo relying party at `/demo`.

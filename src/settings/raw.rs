@@ -59,6 +59,13 @@ pub(super) struct RawTokens {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) request_timeout_secs: Option<u64>,
+    pub(super) body_timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawSession {
     pub(super) ttl: Option<u64>,
     pub(super) cookie_secure: Option<bool>,
