@@ -59,7 +59,48 @@ impl Connections {
         if errors.is_empty() { Ok(Self(Arc::new(map))) } else { Err(errors) }
     }
 
+    /// Connections whose connectors are already built: the core's tests hand in the SDK's
+    /// `testkit::FakeConnector` this way.
+    pub fn from_connectors(connections: impl IntoIterator<Item = Connection>) -> Self {
+        Self(Arc::new(connections.into_iter().map(|c| (c.settings.id.clone(), Arc::new(c))).collect()))
+    }
+
     pub fn get(&self, id: &ConnectionId) -> Option<&Arc<Connection>> {
         self.0.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_connector::testkit::{FakeConnector, finish_context, fixed_now, start_context};
+    use gatehouse_connector::{ConnectorError, Start};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_core_runs_on_connectors_handed_in() {
+        let text = "[[connections]]\nid = \"users\"\ntype = \"static\"\noptions = { users = [] }\n";
+        let settings = Settings::parse(text, &|_| None).unwrap();
+        let conn = settings.connections[0].clone();
+        let fake = FakeConnector::new().failing_finish(ConnectorError::Denied("not in the group".into()));
+        let callback_url = Url::parse("http://127.0.0.1:8080/callback/users").unwrap();
+        let connections = Connections::from_connectors([Connection {
+            settings: conn.clone(),
+            connector: Arc::new(fake),
+            callback_url,
+        }]);
+        let clock: crate::clock::SharedClock = crate::clock::ManualClock::new(1_700_000_000);
+        let store = crate::store::Store::from_backend(
+            Arc::new(crate::store::memory::MemoryStore::new(clock.clone())),
+            Arc::new(crate::store::memory::MemoryKeyStore::default()),
+        );
+        let core = crate::state::Core::with_connections(settings, store, clock, connections).await.unwrap();
+        let found = core.connections.get(&conn.id).expect("the handed-in connection");
+        assert_eq!(found.connector.strategy(), "fake");
+        let (start, state) = found.connector.start(&start_context("t1", fixed_now())).await.unwrap();
+        assert!(matches!(start, Start::Redirect { .. }));
+        let result =
+            found.connector.finish(&finish_context("t1", fixed_now()), state, FakeConnector::callback("t1")).await;
+        assert!(matches!(result, Err(ConnectorError::Denied(_))), "the configured refusal: {result:?}");
     }
 }
