@@ -46,6 +46,17 @@ impl Core {
     /// Build a node from explicit parts (tests inject a clock and a store).
     pub async fn with_parts(settings: Settings, store: Store, clock: SharedClock) -> Result<Arc<Self>, BuildError> {
         let connections = Connections::open(&settings).map_err(ConfigErrors)?;
+        Self::with_connections(settings, store, clock, connections).await
+    }
+
+    /// Like [`Core::with_parts`], with connections built by the caller (the core's tests use
+    /// the SDK's fake connector).
+    pub async fn with_connections(
+        settings: Settings,
+        store: Store,
+        clock: SharedClock,
+        connections: Connections,
+    ) -> Result<Arc<Self>, BuildError> {
         let record = load_or_create_keys(&store, &settings, clock.now()).await?;
         let keys = Keys::load(record)?;
         Ok(Arc::new(Self {

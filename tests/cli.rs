@@ -78,14 +78,23 @@ connections = ["ghost"]
 [[connections]]
 id = "users"
 type = "nosuch"
+[[connections]]
+id = "corp"
+type = "oidc"
+[connections.options]
+issuer = "https://idp.example"
+client_id = "gatehouse"
+colour = "blue"
 "#,
     )
     .unwrap();
     let (ok, _, err) = check(&bad, &[]);
     assert!(!ok, "exit code 1");
-    for path in ["issuer:", "clients[0].redirect_uris[0]:", "clients[0].connections[0]:"] {
+    // Settings errors and a connector's own option errors, in one run.
+    for path in ["issuer:", "clients[0].redirect_uris[0]:", "clients[0].connections[0]:", "connections[1].options:"] {
         assert!(err.contains(path), "{path} in:\n{err}");
     }
+    assert!(err.contains("unknown field `colour`"), "the connector's own message:\n{err}");
 
     let unknown_type = dir.0.join("type.toml");
     std::fs::write(&unknown_type, "[[connections]]\nid = \"users\"\ntype = \"nosuch\"\n").unwrap();

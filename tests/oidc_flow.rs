@@ -299,7 +299,7 @@ async fn client_credentials_scopes_and_audience() {
     let at = claims(t["access_token"].as_str().unwrap());
     assert_eq!(at["aud"], "https://api.test");
     assert_eq!(at["scope"], "read:things");
-    assert_eq!(at["sub"], "m2m@clients");
+    assert_eq!(at["sub"], "m2m", "the plain client_id by default (RFC 9068)");
     assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
 
     let all: serde_json::Value = cc(vec![]).await.unwrap().json().await.unwrap();

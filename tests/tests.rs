@@ -7,6 +7,9 @@ mod harness;
 /// The provider side over real HTTP: login, tokens, refresh, revocation, logout.
 mod oidc_flow;
 
+/// The `sub` of client-credentials tokens: plain client_id, or Auth0's shape by option.
+mod client_credentials;
+
 /// A malicious upstream OpenID Provider against the `oidc` connection.
 mod oidc_attacks;
 
@@ -15,6 +18,9 @@ mod social_oauth2;
 
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
+
+/// Deadlines and size limits on what clients send, over raw TCP.
+mod http_limits;
 
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;

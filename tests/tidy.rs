@@ -182,9 +182,18 @@ fn example_config_is_valid_and_documents_every_section() {
     let env = |name: &str| Some(format!("value-of-{name}-0123456789-0123456789"));
     let settings = gatehouse::Settings::parse(&text, &env).unwrap_or_else(|e| panic!("example.toml:\n{e}"));
     gatehouse::connections::Connections::open(&settings).unwrap_or_else(|e| panic!("example.toml connections: {e:?}"));
-    for section in
-        ["[log]", "[store]", "[keys]", "[tokens]", "[session]", "[login]", "[[apis]]", "[[clients]]", "[[connections]]"]
-    {
+    for section in [
+        "[log]",
+        "[store]",
+        "[keys]",
+        "[tokens]",
+        "[http]",
+        "[session]",
+        "[login]",
+        "[[apis]]",
+        "[[clients]]",
+        "[[connections]]",
+    ] {
         assert!(text.contains(section), "example.toml lacks {section}");
     }
 }

@@ -28,6 +28,10 @@ pub fn open(kind: &str, options: serde_json::Value, ctx: &OpenContext) -> Result
     open(options, ctx)
 }
 
+pub fn is_known(kind: &str) -> bool {
+    CONNECTORS.iter().any(|(name, _)| *name == kind)
+}
+
 pub fn known() -> String {
     CONNECTORS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }

@@ -28,7 +28,7 @@ pub fn oauth_json(e: &OAuthError) -> HttpResponse {
         r.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"gatehouse\""));
     }
     if e.code == ErrorCode::TemporarilyUnavailable {
-        r.insert_header((header::RETRY_AFTER, "1"));
+        r.insert_header((header::RETRY_AFTER, super::page::RETRY_AFTER_SECS));
     }
     r.json(serde_json::json!({ "error": e.code.as_str(), "error_description": e.description }))
 }
@@ -105,4 +105,29 @@ pub fn flow_page(page: &Page, e: &FlowError) -> HttpResponse {
         _ => tracing::info!(kind, "login refused"),
     }
     page.error(status, title, &e.to_string(), kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Browser;
+
+    fn page() -> Page {
+        let browser = Browser { binding: None, session: None, ip: None, user_agent: None, hostname: None };
+        Page { correlation_id: "corr-1".into(), nonce: "n".into(), browser }
+    }
+
+    #[test]
+    fn a_store_outage_page_says_when_to_retry() {
+        let r = flow_page(&page(), &FlowError::Store(crate::store::StoreError::Unavailable("down".into())));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let unavailable = OAuthError::new(ErrorCode::TemporarilyUnavailable, "the store is unavailable");
+        let r = oauth_page(&page(), &unavailable);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(oauth_json(&unavailable).headers().get(header::RETRY_AFTER).unwrap(), "1");
+        let other = flow_page(&page(), &FlowError::UnknownTransaction);
+        assert!(other.headers().get(header::RETRY_AFTER).is_none(), "only 503s carry it");
+    }
 }

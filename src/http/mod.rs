@@ -2,6 +2,7 @@
 //! values, call `flow` or `oauth`, and render what comes back; errors become HTTP here, once.
 
 mod api;
+mod body;
 mod error;
 mod login;
 mod ops;
@@ -75,14 +76,17 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
 /// its route, status and latency. Query strings are never logged: they carry codes.
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = crate::types::random_token(12);
     req.extensions_mut().insert(CorrelationId(id.clone()));
     let core = req.app_data::<web::Data<Core>>().cloned();
     let span = tracing::info_span!("request", correlation_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = match body::buffer(req).instrument(span.clone()).await {
+        Ok(req) => next.call(req).instrument(span.clone()).await?.map_into_boxed_body(),
+        Err(refused) => refused,
+    };
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
     if let Some(core) = core {
@@ -97,7 +101,11 @@ pub async fn observe(
 
 /// Run the HTTP server on an already bound listener until it is stopped.
 pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> std::io::Result<()> {
+    // The head within `request_timeout` (slow-loris); the body's deadline is `body::buffer`'s.
+    let request_timeout = core.settings.http.request_timeout;
     HttpServer::new(move || App::new().wrap(from_fn(observe)).configure(configure(core.clone())))
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .workers(workers)
         .listen(listener)?
         .run()

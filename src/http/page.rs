@@ -113,9 +113,19 @@ impl Page {
             action: b.redirect_uri.as_str(),
             fields: &b.params,
         });
-        self.html(status, "error.html", Ctx { title, message, code, correlation_id: &self.correlation_id, back })
+        let ctx = Ctx { title, message, code, correlation_id: &self.correlation_id, back };
+        let mut b = self.builder(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The store is out (or the node is starting): tell browsers and proxies when to
+            // try again, as the token endpoint does.
+            b.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+        }
+        b.body(crate::ui::render("error.html", &self.nonce, ctx))
     }
 }
+
+/// `Retry-After` of every 503, page or JSON.
+pub const RETRY_AFTER_SECS: &str = "1";
 
 /// A cookie of ours: HttpOnly, SameSite=Lax (upstream callbacks arrive as top-level
 /// navigations, which Lax allows), Secure under https.

@@ -288,7 +288,7 @@ async fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) ->
     let ttl = api.access_token_ttl.unwrap_or(core.settings.tokens.access_token_ttl);
     let claims = AccessClaims {
         iss: core.settings.issuer.to_string(),
-        sub: format!("{}@clients", client.id),
+        sub: core.settings.tokens.client_credentials_subject.subject(&client.id),
         aud: api.audience.clone(),
         client_id: client.id.to_string(),
         scope: scopes.to_string(),

@@ -3,9 +3,20 @@
 //! The file is first read as a TOML table; `${NAME}` references in any string are replaced
 //! from the environment; then each section (and each element of `clients`, `apis`,
 //! `connections`) is read on its own, so one run reports every problem, each with its key
-//! path. Nothing here is global: the app state owns its `Settings`.
+//! path; each connection's `options` are checked by its connector's own `open` in the same
+//! pass. Nothing here is global: the app state owns its `Settings`.
+//!
+//! `raw.rs` is the serde mirror of the file (structs only), `defaults.rs` the one table of
+//! what an absent key means, and `build.rs` (with `clients.rs`, `store_config.rs`,
+//! `action_files.rs`) the typed building.
 
+mod action_files;
+mod build;
+mod clients;
+mod ctx;
+pub mod defaults;
 mod raw;
+mod store_config;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -82,6 +93,43 @@ pub struct TokenSettings {
     pub code_ttl: u64,
     pub refresh_idle_ttl: u64,
     pub refresh_absolute_ttl: u64,
+    /// The `sub` of a `client_credentials` access token.
+    pub client_credentials_subject: ClientCredentialsSubject,
+}
+
+/// What `sub` a machine-to-machine (`client_credentials`) access token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCredentialsSubject {
+    /// The plain `client_id`: RFC 9068 section 2.2 reads `sub` as the client when no
+    /// resource owner is involved, which is what resource-server libraries expect.
+    ClientId,
+    /// `<client_id>@clients`, Auth0's shape, for resource servers written against Auth0.
+    Auth0,
+}
+
+impl ClientCredentialsSubject {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_id" => Some(Self::ClientId),
+            "client_id@clients" => Some(Self::Auth0),
+            _ => None,
+        }
+    }
+
+    /// The `sub` for client `client_id`.
+    pub fn subject(self, client_id: &ClientId) -> String {
+        match self {
+            Self::ClientId => client_id.to_string(),
+            Self::Auth0 => format!("{client_id}@clients"),
+        }
+    }
+}
+
+/// Deadlines on what clients send, so a slow or short request cannot hold a connection.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub request_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +269,7 @@ pub struct Settings {
     pub store: StoreKind,
     pub keys: KeySettings,
     pub tokens: TokenSettings,
+    pub http: HttpSettings,
     pub session: SessionSettings,
     pub login: LoginSettings,
     /// Serve the demo relying party at `/demo`.
@@ -238,7 +287,7 @@ impl Settings {
     /// Read a configuration text, with `${NAME}` looked up by `env`.
     /// Action files are read relative to the working directory.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
-        raw::parse(text, env, &std::env::current_dir().unwrap_or_default())
+        build::parse(text, env, &std::env::current_dir().unwrap_or_default())
     }
 
     /// Like [`Settings::parse`], with action files read relative to `base`.
@@ -247,7 +296,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
         base: &std::path::Path,
     ) -> Result<Self, ConfigErrors> {
-        raw::parse(text, env, base)
+        build::parse(text, env, base)
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigErrors> {

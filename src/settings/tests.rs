@@ -14,6 +14,7 @@ connections = ["users"]
 [[connections]]
 id = "users"
 type = "static"
+options = { users = [] }
 "#;
 
 #[test]
@@ -106,7 +107,7 @@ fn env_references_take_defaults() {
 #[test]
 fn home_realm_domains_are_checked_and_unique() {
     let text = format!(
-        "{GOOD}domains = [\"@Acme.Example\", \"not a domain\"]\n[[connections]]\nid = \"other\"\ntype = \"static\"\ndomains = [\"acme.example\"]\n"
+        "{GOOD}domains = [\"@Acme.Example\", \"not a domain\"]\n[[connections]]\nid = \"other\"\ntype = \"static\"\noptions = {{ users = [] }}\ndomains = [\"acme.example\"]\n"
     );
     let errors = Settings::parse(&text, &env).unwrap_err().0;
     assert!(errors.iter().any(|e| e.path == "connections[0].domains[1]"), "{errors:#?}");
@@ -147,4 +148,33 @@ fn idp_initiated_logins_need_a_confidential_client_of_the_connection() {
             "{lines}: {errors:#?}"
         );
     }
+}
+
+#[test]
+fn the_client_credentials_subject_is_the_client_id_unless_auth0s_shape_is_asked_for() {
+    let s = Settings::parse(GOOD, &env).unwrap();
+    assert_eq!(s.tokens.client_credentials_subject, ClientCredentialsSubject::ClientId);
+    let web = ClientId::parse("web").unwrap();
+    assert_eq!(s.tokens.client_credentials_subject.subject(&web), "web");
+    let auth0 = format!("{GOOD}[tokens]\nclient_credentials_subject = \"client_id@clients\"\n");
+    let s = Settings::parse(&auth0, &env).unwrap();
+    assert_eq!(s.tokens.client_credentials_subject.subject(&web), "web@clients");
+    let bad = format!("{GOOD}[tokens]\nclient_credentials_subject = \"sub\"\n");
+    let errors = Settings::parse(&bad, &env).unwrap_err().0;
+    assert!(errors.iter().any(|e| e.path == "tokens.client_credentials_subject"), "{errors:?}");
+}
+
+#[test]
+fn connector_options_are_checked_in_the_same_pass_as_the_rest() {
+    // A settings error and two connector errors (an unknown option, a missing one): all
+    // three in one report.
+    let text = format!(
+        "{GOOD}[[connections]]\nid = \"sso\"\ntype = \"oidc\"\noptions = {{ issuer = \"https://idp.example\", client_id = \"x\", colour = \"blue\" }}\n[tokens]\ncode_ttl = 0\n"
+    );
+    let errors = Settings::parse(&text, &env).unwrap_err().0;
+    let at = |path: &str| errors.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("{path} in {errors:#?}"));
+    assert!(at("connections[1].options").message.contains("colour"), "{errors:#?}");
+    at("tokens.code_ttl");
+    let unknown = Settings::parse(&GOOD.replace("type = \"static\"", "type = \"nosuch\""), &env).unwrap_err().0;
+    assert!(unknown.iter().any(|e| e.path == "connections[0].type" && e.message.contains("unknown connector type")));
 }

@@ -65,6 +65,12 @@ pub struct StaticConnector {
     username_label: String,
 }
 
+/// What an unknown username is checked against, so it costs as much as a wrong password: a
+/// hash with the parameters `hash_password` uses (argon2's defaults, OWASP's) that no
+/// password matches. A constant, so `open` stays cheap.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$Z2F0ZWhvdXNlLXNhbHQxNg$dGltaW5nIGVxdWFsaXplciwgbWF0Y2hlcyBub2JvZHk";
+
 /// Hash a password with argon2id and OWASP parameters into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, ConnectorError> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -104,7 +110,7 @@ impl ConnectorConfig for Config {
                 .map_err(|e| ConnectorError::Misconfigured(format!("users[{i}].password_hash: {e}")))?;
             users.push((user, hash));
         }
-        let dummy = parse_hash(&hash_password("gatehouse timing equalizer")?).map_err(ConnectorError::Misconfigured)?;
+        let dummy = parse_hash(DUMMY_HASH).map_err(ConnectorError::Misconfigured)?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(StaticConnector {
             users,
@@ -271,6 +277,15 @@ mod tests {
         let unknown = c.finish(&finish_ctx(), ConnectorState::default(), creds("bob@example.com", "nope")).await;
         assert!(matches!(wrong, Err(ConnectorError::InvalidCredentials)));
         assert!(matches!(unknown, Err(ConnectorError::InvalidCredentials)));
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_costs() {
+        let real = hash_password("anything").unwrap();
+        let (real, dummy) = (PasswordHash::new(&real).unwrap(), parse_hash(DUMMY_HASH).unwrap());
+        assert_eq!(dummy.params, real.params, "the same argon2id cost parameters");
+        assert_eq!(dummy.hash.unwrap().len(), real.hash.unwrap().len());
+        assert!(!verify_with_reused_memory(b"", &dummy) && !verify_with_reused_memory(b"anything", &dummy));
     }
 
     #[tokio::test]
