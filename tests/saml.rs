@@ -2,7 +2,6 @@
 //! and encrypting with Debian's xmlsec1 (tests/peers/saml-idp, installed by scripts/setup).
 //! Client app -> Gatehouse -> IdP (AuthnRequest) -> ACS -> Gatehouse -> client -> tokens.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,12 +16,10 @@ pub fn root() -> PathBuf {
 
 /// Test keys from the fixture script (openssl): idp, idp2, attacker, cloned, sp.
 pub fn make_keys(dir: &Path) {
-    let out = Command::new("python3")
-        .arg(root().join("fixtures/saml/make.py"))
-        .arg("keys")
-        .arg(dir)
-        .output()
-        .expect("python3 must be installed: run ./scripts/setup");
+    let out = output_within(
+        Command::new("python3").arg(root().join("fixtures/saml/make.py")).arg("keys").arg(dir),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success(), "make.py keys: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -73,8 +70,7 @@ impl SamlIdp {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "the SAML IdP");
         assert!(line.starts_with("READY "), "the SAML IdP did not start: {line:?}");
         Self { child, base }
     }

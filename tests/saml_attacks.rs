@@ -86,7 +86,8 @@ fn config(keys: &str) -> String {
 }
 
 fn make_py(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3").arg(root().join("fixtures/saml/make.py")).args(args).output().unwrap();
+    let out =
+        output_within(Command::new("python3").arg(root().join("fixtures/saml/make.py")).args(args), PEER_DEADLINE);
     assert!(out.status.success(), "make.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -294,12 +295,10 @@ async fn a_signed_deflate_bomb_on_the_redirect_binding_is_refused() {
     );
     let data = dir.0.join("signed.txt");
     std::fs::write(&data, &signed).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(dir.0.join("idp.key"))
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(dir.0.join("idp.key")).arg(&data),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success());
     let sig = base64::engine::general_purpose::STANDARD.encode(out.stdout);
     let r =

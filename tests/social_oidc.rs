@@ -2,7 +2,6 @@
 //! tests/peers/oidc-provider, installed by scripts/setup) stands in for Google and for a
 //! generic OIDC IdP. Client app -> Gatehouse -> upstream -> Gatehouse -> client -> tokens.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,7 +32,7 @@ impl Idp {
             peer.join("node_modules/oidc-provider").is_dir(),
             "the oidc-provider peer is not installed: run ./scripts/setup"
         );
-        let mut child = Command::new("node")
+        let mut child = Command::new(node())
             .arg(peer.join("idp.mjs"))
             .env("PORT", "0")
             .env("CLIENT_ID", "gatehouse")
@@ -44,8 +43,7 @@ impl Idp {
             .stderr(Stdio::null())
             .spawn()
             .expect("node must be installed: run ./scripts/setup");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "oidc-provider");
         let issuer =
             line.strip_prefix("READY ").unwrap_or_else(|| panic!("idp did not start: {line:?}")).trim().to_owned();
         Self { child, issuer }

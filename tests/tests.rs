@@ -19,6 +19,9 @@ mod bad_input;
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;
 
+/// scripts/setup's Node.js check and install, with fake node and npm commands.
+mod setup_script;
+
 /// Architecture invariants and docs, checked against the tree.
 mod tidy;
 
