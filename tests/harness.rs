@@ -161,11 +161,13 @@ pub struct Options {
     pub config: Option<String>,
     /// A listener bound in advance, when peers must know the node's URL before it starts.
     pub listener: Option<TcpListener>,
+    /// Another node's store and clock (see `TestApp::shared`): two nodes behind one store.
+    pub shared: Option<(Store, Arc<ManualClock>)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alg: "ES256", manual_clock: false, config: None, listener: None }
+        Self { alg: "ES256", manual_clock: false, config: None, listener: None, shared: None }
     }
 }
 
@@ -180,13 +182,17 @@ impl TestApp {
         let text = opts.config.unwrap_or_else(|| config(opts.alg)).replace("{issuer}", &issuer);
         let settings = Settings::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
         let settings = settings.with_issuer(Issuer::parse(&issuer).unwrap());
-        let (clock, manual): (SharedClock, _) = if opts.manual_clock {
-            let c = ManualClock::new(1_800_000_000);
-            (c.clone(), Some(c))
-        } else {
-            (Arc::new(SystemClock), None)
+        let (clock, manual, store): (SharedClock, _, _) = match opts.shared {
+            Some((store, c)) => (c.clone(), Some(c), Some(store)),
+            None if opts.manual_clock => {
+                let c = ManualClock::new(1_800_000_000);
+                (c.clone(), Some(c), None)
+            }
+            None => (Arc::new(SystemClock), None, None),
         };
-        let store = Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()));
+        let store = store.unwrap_or_else(|| {
+            Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()))
+        });
         let core = Core::with_parts(settings, store, clock).await.unwrap();
         let server_core = core.clone();
         let server = serve_on_thread(listener, move |cfg| gatehouse::http::configure(server_core.clone())(cfg));
@@ -195,6 +201,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// What a second node behind this node's store needs (`Options::shared`); this node must
+    /// have been started with `manual_clock`, so both see the same "now".
+    pub fn shared(&self) -> (Store, Arc<ManualClock>) {
+        (self.core.store.clone(), self.clock.clone().expect("started with manual_clock"))
     }
 
     pub fn advance(&self, secs: u64) {

@@ -203,9 +203,7 @@ async fn chromium_signs_in_through_a_saml_idp_and_the_acs_post_keeps_the_binding
     let done = wd.current_url().await;
     assert!(done.starts_with(&format!("{client_redirect}?")), "redirected to the client: {done}");
     assert_eq!(param(&done, "state").as_deref(), Some("st-bound"));
-    if let Some(iss) = param(&done, "iss") {
-        assert_eq!(iss, node.issuer, "RFC 9207 iss");
-    }
+    assert_eq!(param(&done, "iss").as_deref(), Some(node.issuer.as_str()), "RFC 9207 iss, always sent");
     let code = param(&done, "code").unwrap_or_else(|| panic!("no code: {done}"));
 
     let posts = node.requests_to(acs);

@@ -13,6 +13,15 @@ mod oidc_attacks;
 /// Social OAuth 2.0 logins (Facebook, a generic oauth2 connection) against a local fake Facebook.
 mod social_oauth2;
 
+/// The credentials form's brute-force lock: shared by nodes, per username, expiring.
+mod brute_force;
+
+/// Exact redirect URI matching at /authorize, /token and logout, near miss by near miss.
+mod redirect_uris;
+
+/// Session cookie flags over http and https; CSRF tokens on every hosted form POST.
+mod hosted_pages;
+
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
 
