@@ -550,3 +550,59 @@ pub fn node() -> std::path::PathBuf {
     });
     NODE.clone()
 }
+
+/// What this test process logs, captured in memory: every event of every crate at trace level,
+/// in Gatehouse's JSON log format (`telemetry::init_logging`'s shape: flattened events, span
+/// fields such as the correlation id included). For tests about what reaches the logs.
+#[derive(Clone)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Start capturing (once per process; later calls share the capture). Call it before the
+/// node starts, so nothing is logged before the capture is in place.
+pub fn capture_logs() -> Logs {
+    static LOGS: LazyLock<Logs> = LazyLock::new(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_target(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .json()
+            .flatten_event(true)
+            .try_init()
+            .expect("the log capture must be the process's first subscriber");
+        Logs(buf)
+    });
+    LOGS.clone()
+}
+
+impl Logs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The events logged while serving the request with this correlation id.
+    pub fn of_request(&self, correlation_id: &str) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                e["span"]["correlation_id"] == correlation_id
+                    || e["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["correlation_id"] == correlation_id))
+            })
+            .collect()
+    }
+}

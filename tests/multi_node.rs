@@ -152,9 +152,25 @@ async fn fifty_concurrent_redemptions_over_two_nodes_succeed_once() {
     let nodes = [&n.a, &n.b];
     let tasks: Vec<_> = (0..50).map(|i| redeem_at(nodes[i % 2], &n.issuer, &code, &verifier)).collect();
     let results = futures_util::future::join_all(tasks).await;
-    let ok: Vec<_> = results.iter().filter(|r| r.status() == 200).collect();
-    assert_eq!(ok.len(), 1, "exactly one of 50 redemptions wins");
-    assert!(results.iter().filter(|r| r.status() != 200).all(|r| r.status() == 400), "the rest are refused");
+    let mut won = Vec::new();
+    for r in results {
+        if r.status() == 200 {
+            won.push(r.json::<serde_json::Value>().await.unwrap());
+        } else {
+            assert_eq!(r.status(), 400, "the rest are refused");
+            assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one of 50 redemptions wins");
+    // The losers were reuses of a redeemed code: what the winner got is revoked, on both nodes.
+    let access = won[0]["access_token"].as_str().unwrap();
+    for node in nodes {
+        let r = crate::harness::http().get(node.url("/userinfo")).bearer_auth(access).send().await.unwrap();
+        assert_eq!(r.status(), 401, "the winner's access token is revoked");
+    }
+    let r = refresh_at(&n.b, won[0]["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 400, "the winner's refresh token is revoked");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
 
     // And one refresh token presented 50 times rotates once; the rest count as reuse.
     let (verifier, challenge) = pkce();

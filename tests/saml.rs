@@ -433,6 +433,20 @@ async fn idp_initiated_logins_land_once_at_the_configured_client() {
 async fn single_logout_ends_the_idp_session_too() {
     let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
     let b = browser();
+    // Whether this browser still has a Gatehouse session: prompt=none answers with a code.
+    let signed_in = || {
+        let (_, challenge) = pkce();
+        let url = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")]);
+        let b = b.clone();
+        async move {
+            let to = location(&b.get(url).send().await.unwrap());
+            match param(&to, "error").as_deref() {
+                Some("login_required") => false,
+                None if param(&to, "code").is_some() => true,
+                _ => panic!("neither a code nor login_required: {to}"),
+            }
+        }
+    };
     let (verifier, challenge) = pkce();
     let start = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")]);
     let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
@@ -442,9 +456,13 @@ async fn single_logout_ends_the_idp_session_too() {
         "{}?id_token_hint={hint}&post_logout_redirect_uri=http%3A%2F%2Fapp.test%2Fbye&state=xyz",
         s.app.url("/logout")
     );
+    assert!(signed_in().await, "signed in through the IdP");
     let r = b.get(&logout).send().await.unwrap();
     let to_idp = location(&r);
     assert!(to_idp.starts_with(&format!("{}/slo/redirect?SAMLRequest=", s.idps[0].base)), "{to_idp}");
+    // The Gatehouse session ends before the browser goes to the IdP: an IdP that never
+    // answers cannot keep anyone signed in here.
+    assert!(!signed_in().await, "SP-initiated logout ended the Gatehouse session");
     assert!(to_idp.contains("&Signature="), "LogoutRequests are signed");
     let r = b.get(&to_idp).send().await.unwrap();
     let back = location(&r);
@@ -466,10 +484,12 @@ async fn single_logout_ends_the_idp_session_too() {
     let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
     let t: serde_json::Value = redeem(&s.app, &param(&done, "code").unwrap(), &verifier).await.json().await.unwrap();
     let logout = logout.replace(hint, t["id_token"].as_str().unwrap());
+    assert!(signed_in().await, "signed in again");
     let r = b.get(&logout).send().await.unwrap();
     let r = b.get(location(&r)).send().await.unwrap();
     let r = b.get(location(&r)).send().await.unwrap();
     assert_eq!(location(&r), "http://app.test/bye?state=xyz");
+    assert!(!signed_in().await, "the completed round trip leaves no session either");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

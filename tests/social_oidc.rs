@@ -223,10 +223,18 @@ async fn verified_emails_link_two_connections_to_one_user() {
     // A provider that did not verify the email gets a user of its own.
     let t = tokens(&s, "lax", "alice").await;
     assert_eq!(claims(t["id_token"].as_str().unwrap())["sub"], "oidc|alice-1", "an unverified email never links");
-    // Unlinking frees the identity: its next login makes a user of its own.
+    // Unlinking removes the identity from the user. The connection still links by verified
+    // email, so its next login links it again, as Auth0's account linking does: an unlink
+    // that should last needs linking off (or the email changed upstream).
     let after =
         s.app.core.store.users.unlink(&UserId::parse("auth0|ada").unwrap(), "okta", "alice-1").await.unwrap().unwrap();
-    assert_eq!(after.identities.len(), 1);
+    let connections: Vec<&str> = after.identities.iter().map(|i| i.connection.as_str()).collect();
+    assert_eq!(connections, ["users"], "unlinked");
+    let t = tokens(&s, "okta", "alice").await;
+    assert_eq!(claims(t["id_token"].as_str().unwrap())["sub"], "auth0|ada", "linked again by the verified email");
+    let ada = s.app.core.store.users.get(&UserId::parse("auth0|ada").unwrap()).await.unwrap().unwrap();
+    let connections: Vec<&str> = ada.identities.iter().map(|i| i.connection.as_str()).collect();
+    assert_eq!(connections, ["users", "okta"], "one identity per connection, not a duplicate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
