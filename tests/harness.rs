@@ -606,3 +606,50 @@ impl Logs {
             .collect()
     }
 }
+
+/// Every spelling of `secret` a log line could carry it in: as is, form- and
+/// percent-encoded, JSON-escaped, hex, and base64 (standard and URL-safe) at each of the three
+/// alignments it can have inside a longer encoded value (a Basic header's `id:secret`, a
+/// JWT, a cookie), trimmed to the characters that depend on the secret alone.
+pub fn encodings(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    assert!(secret.len() >= 8, "too short to search for without false alarms: {secret:?}");
+    let mut out = vec![
+        secret.to_owned(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+        secret.bytes().map(|b| format!("%{b:02X}")).collect(),
+        serde_json::to_string(secret).unwrap().trim_matches('"').to_owned(),
+        secret.bytes().map(|b| format!("{b:02x}")).collect(),
+    ];
+    for engine in [&STANDARD, &URL_SAFE] {
+        for offset in 0..3usize {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(secret.as_bytes());
+            let encoded = engine.encode(&bytes);
+            // Characters touched by the filler or by the padding of the last group are dropped.
+            let skip = if offset == 0 { 0 } else { (offset * 8).div_ceil(6) };
+            let whole = (bytes.len() / 3) * 4;
+            if whole > skip + 4 {
+                out.push(encoded[skip..whole].to_owned());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Panics naming the first secret found in `logs` in any of its [`encodings`].
+pub fn assert_no_secret_in(logs: &str, secrets: &[(&str, &str)]) {
+    assert!(!logs.is_empty(), "nothing was logged: the capture is not working");
+    for (what, secret) in secrets {
+        for spelling in encodings(secret) {
+            if let Some(at) = logs.find(&spelling) {
+                let line = logs[..at].rfind('\n').map_or(0, |i| i + 1);
+                let end = logs[at..].find('\n').map_or(logs.len(), |i| at + i);
+                panic!("the {what} reached the logs (as {spelling:?}):\n{}", &logs[line..end]);
+            }
+        }
+    }
+}

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::redis_harness::*;
 
-const DEMO_USER: &str = "demo@gatehouse.test";
-const DEMO_PASSWORD: &str = "gatehouse-demo";
-const CLIENT: &str = "gatehouse-demo";
+pub const DEMO_USER: &str = "demo@gatehouse.test";
+pub const DEMO_PASSWORD: &str = "gatehouse-demo";
+pub const CLIENT: &str = "gatehouse-demo";
 
 fn compose_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose/gatehouse.toml").to_string_lossy().into_owned()
@@ -25,7 +25,7 @@ struct Cluster2 {
     _dir: TempDir,
 }
 
-fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &str, stderr: Stdio) -> Node {
+pub fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &str, stderr: Stdio) -> Node {
     let listen = format!("127.0.0.1:{port}");
     let config = compose_config();
     spawn_node(
@@ -52,11 +52,11 @@ fn two_nodes(redis: &TestRedis) -> Cluster2 {
     Cluster2 { a, b, issuer, _dir: dir }
 }
 
-fn redirect(issuer: &str) -> String {
+pub fn redirect(issuer: &str) -> String {
     format!("{issuer}/demo")
 }
 
-fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+pub fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&format!("{base}/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs([
         ("response_type", "code"),
@@ -72,7 +72,7 @@ fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) 
 }
 
 /// `/authorize` on `start`, the hosted form on `form`: returns the code.
-async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &str, challenge: &str) -> String {
+pub async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &str, challenge: &str) -> String {
     let r = b.get(authorize(&start.base, issuer, challenge, &[])).send().await.unwrap();
     assert_eq!(r.status(), 303, "authorize on {}", start.base);
     let hosted = location(&r);
@@ -89,7 +89,7 @@ async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &s
     param(&location(&r), "code").expect("code")
 }
 
-async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> reqwest::Response {
+pub async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> reqwest::Response {
     crate::harness::http()
         .post(node.url("/token"))
         .form(&[
@@ -104,7 +104,7 @@ async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> req
         .unwrap()
 }
 
-async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
+pub async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
     crate::harness::http()
         .post(node.url("/token"))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", CLIENT)])

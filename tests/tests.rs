@@ -49,6 +49,9 @@ mod redis_store;
 /// Stateless nodes on one Redis: cross-node logins, races, key rotation, outages.
 mod multi_node;
 
+/// Redis keys and trace logs after logins: secrets only as hashes, none in any encoding.
+mod at_rest;
+
 /// Brokered login against a real OpenID Provider (npm oidc-provider): OIDC, Google, linking.
 mod social_oidc;
 
