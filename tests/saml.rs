@@ -205,6 +205,7 @@ pub async fn tokens(s: &Setup, connection: &str, scope: &str) -> serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
+    let logs = capture_logs();
     let s = setup(&[
         Conn {
             id: "acme",
@@ -256,6 +257,18 @@ async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
     let t = tokens(&s, "other", "openid email").await;
     let id = claims(t["id_token"].as_str().unwrap());
     assert_eq!((id["email"].as_str(), id["email_verified"].as_bool()), (Some("ada@acme.test"), Some(false)));
+
+    // Three SAML logins at trace level: no line of the SP's private key, no client secret and
+    // none of the tokens reached the logs, in any encoding.
+    let key = std::fs::read_to_string(s._dir.0.join("sp.key")).unwrap();
+    let mut secrets: Vec<(&str, &str)> =
+        key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).map(|l| ("SP private key", l)).collect();
+    assert!(secrets.len() > 10, "the key file was read");
+    secrets.push(("client secret", WEB_SECRET));
+    for name in ["access_token", "id_token"] {
+        secrets.push((name, t[name].as_str().unwrap()));
+    }
+    assert_no_secret_in(&logs.text(), &secrets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

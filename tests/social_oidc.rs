@@ -131,6 +131,7 @@ async fn tokens(s: &Setup, connection: &str, login: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_oidc_provider_signs_people_in() {
+    let logs = capture_logs();
     let s = setup(&[("okta", "oidc", "", "userinfo = true", alice("alice@example.com", true, "example.com"))]).await;
     let t = tokens(&s, "okta", "alice").await;
     let id = claims(t["id_token"].as_str().unwrap());
@@ -158,6 +159,14 @@ async fn a_generic_oidc_provider_signs_people_in() {
     assert_eq!(user.identities[0].connection.as_str(), "okta");
     assert_eq!(user.identities[0].provider, "oidc");
     assert!(!user.identities[0].is_social, "an enterprise OIDC connection");
+
+    // The whole brokered login at trace level: neither client secret (the upstream one went
+    // out in a Basic header or a form) nor any token reached the logs, in any encoding.
+    let mut secrets = vec![("upstream client secret", IDP_SECRET), ("client secret", WEB_SECRET)];
+    for name in ["access_token", "id_token", "refresh_token"] {
+        secrets.push((name, t[name].as_str().unwrap()));
+    }
+    assert_no_secret_in(&logs.text(), &secrets);
     assert_eq!(user.identities[0].profile_data["hd"], "example.com", "every upstream claim is kept");
     assert_eq!(user.logins_count, 1);
 }
