@@ -171,7 +171,7 @@ impl Connector for StaticConnector {
 
     async fn finish(
         &self,
-        _ctx: &FinishContext,
+        ctx: &FinishContext,
         _state: ConnectorState,
         input: CallbackInput,
     ) -> Result<UpstreamIdentity, ConnectorError> {
@@ -196,7 +196,8 @@ impl Connector for StaticConnector {
             nickname: user.username.split('@').next().map(str::to_owned),
             groups: user.groups.clone(),
             raw,
-            authenticated_at: Some(std::time::SystemTime::now()),
+            // The login's own "now" (the injected clock), so tests that pin time see it here too.
+            authenticated_at: Some(ctx.now),
             amr: vec!["pwd".into()],
             ..Default::default()
         })
