@@ -37,6 +37,9 @@ mod tidy;
 /// A real browser (headless Chromium over WebDriver) through the `/demo` relying party.
 mod browser;
 
+/// A cross-site logout POST in Chromium leaves the session alive.
+mod browser_logout;
+
 /// The binary: embedded default, check-config, keys rotate.
 mod cli;
 
