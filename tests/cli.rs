@@ -213,3 +213,14 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
         assert!(!logs.contains(secret), "the {what} appears in the log");
     }
 }
+
+/// The harness tells a node's own listener from another process's on the same port.
+#[test]
+fn a_listener_is_known_by_the_process_holding_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(crate::harness::listens_on(std::process::id(), port), "this process listens on {port}");
+    assert!(!crate::harness::listens_on(1, port), "init does not");
+    drop(listener);
+    assert!(!crate::harness::listens_on(std::process::id(), port), "closed");
+}

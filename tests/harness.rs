@@ -401,6 +401,57 @@ pub fn healthy(port: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: its file
+/// descriptors against /proc/net/tcp).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return false };
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1].ends_with(&wanted) && f[3] == "0A").then_some(f[9])
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|link| {
+        let link = link.to_string_lossy().into_owned();
+        inodes.iter().any(|i| link == format!("socket:[{i}]"))
+    })
+}
+
+/// `spawn_node` on a port of its own: `args_for(port)` gives the arguments and environment
+/// for a port; when another process took the port first (the node says "cannot listen on"),
+/// a fresh port is tried. The node's stderr goes to `<dir>/<name>.stderr`. Returns the node
+/// and its port.
+pub fn spawn_node_on_free_port(
+    dir: &std::path::Path,
+    name: &str,
+    args_for: impl Fn(u16) -> (Vec<String>, Vec<(String, String)>),
+) -> (Node, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let (args, envs) = args_for(port);
+        let log = dir.join(format!("{name}.stderr"));
+        let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let spawned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_node(dir, port, &args, &envs, stderr)));
+        match spawned {
+            Ok(node) => return (node, port),
+            Err(panic) => {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                if !said.contains("cannot listen on") {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+    panic!("{name}: five free ports in a row were taken by others");
+}
+
 /// A `gatehouse` child process, killed on drop.
 pub struct Node {
     pub child: std::process::Child,
@@ -454,9 +505,11 @@ pub fn spawn_node(
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(port) {
+    // Healthy, and the listener is this child's: a port found free can be taken by another
+    // test's node before this one binds it, and that node would answer /healthz too.
+    while !(healthy(port) && listens_on(child.id(), port)) {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("gatehouse {args:?} exited with {status} before serving");
+            panic!("gatehouse {args:?} exited with {status} before serving (port {port} taken?)");
         }
         assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
         std::thread::sleep(Duration::from_millis(50));

@@ -44,11 +44,23 @@ pub fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefi
 
 fn two_nodes(redis: &TestRedis) -> Cluster2 {
     let dir = TempDir::new();
-    let (pa, pb) = (free_port(), free_port());
-    let issuer = format!("http://127.0.0.1:{pa}");
     let prefix = format!("gh-{}", gatehouse::types::random_token(6));
-    let a = start_node(&dir, pa, &issuer, &redis.url(), &prefix, Stdio::null());
-    let b = start_node(&dir, pb, &issuer, &redis.url(), &prefix, Stdio::null());
+    // Node A's port makes the issuer, so each node is started on a port proven its own.
+    let args = |port: u16, issuer: Option<&str>| {
+        let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
+        let args = ["serve", "--config", &compose_config(), "--listen", &format!("127.0.0.1:{port}")].map(String::from);
+        let envs = [
+            ("GATEHOUSE_ISSUER", issuer),
+            ("GATEHOUSE_REDIS_URL", redis.url()),
+            ("GATEHOUSE_REDIS_PREFIX", prefix.clone()),
+            ("GATEHOUSE_LOG", "warn".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        (args.to_vec(), envs.to_vec())
+    };
+    let (a, pa) = spawn_node_on_free_port(&dir.0, "a", |p| args(p, None));
+    let issuer = format!("http://127.0.0.1:{pa}");
+    let (b, _) = spawn_node_on_free_port(&dir.0, "b", |p| args(p, Some(&issuer)));
     Cluster2 { a, b, issuer, _dir: dir }
 }
 
