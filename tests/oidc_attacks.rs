@@ -42,6 +42,8 @@ enum Mode {
     AltIss,
     /// `iss` spelled `localhost`: a spelling nobody listed.
     UnlistedIss,
+    /// `iss` without its scheme: Google's second spelling of its issuer.
+    SchemelessIss,
     /// `aud` names another client.
     WrongAud,
     /// `aud` names us and another, untrusted client.
@@ -189,6 +191,7 @@ fn id_token(issuer: &str, mode: Mode, nonce: &str) -> String {
         Mode::WrongIss => claims["iss"] = "https://evil.example".into(),
         Mode::AltIss => claims["iss"] = format!("{issuer}/").into(),
         Mode::UnlistedIss => claims["iss"] = issuer.replace("127.0.0.1", "localhost").into(),
+        Mode::SchemelessIss => claims["iss"] = issuer.trim_start_matches("http://").into(),
         Mode::WrongAud => claims["aud"] = "another-client".into(),
         Mode::ExtraAud => claims["aud"] = json!([UP_CLIENT, "another-client"]),
         Mode::Expired => {
@@ -623,6 +626,9 @@ rejected_tests! {
     alternate_issuer_spelling_without_extra_issuers_is_rejected: Mode::AltIss, false;
     /// With `extra_issuers` set the crate's issuer check is off: the connector's own must hold.
     unlisted_issuer_spelling_is_rejected: Mode::UnlistedIss, true;
+    /// An issuer without its scheme (Google's second spelling, `accounts.google.com`): a
+    /// generic OIDC connection refuses it.
+    schemeless_issuer_spelling_is_rejected_for_generic_oidc: Mode::SchemelessIss, false;
     wrong_iss_with_extra_issuers_configured_is_rejected: Mode::WrongIss, true;
     wrong_aud_is_rejected: Mode::WrongAud, false;
     untrusted_extra_aud_is_rejected: Mode::ExtraAud, false;
