@@ -303,7 +303,7 @@ impl Drop for WebDriver {
 }
 
 /// What `/authorize?prompt=none` for the demo client answers to these cookies: the redirect.
-async fn silent_authorize(app: &TestApp, cookies: &str) -> String {
+pub(crate) async fn silent_authorize(app: &TestApp, cookies: &str) -> String {
     let (_, challenge) = pkce();
     let r = browser()
         .get(authorize_url(app, "gatehouse-demo", &app.url("/demo"), &challenge, &[("prompt", "none")]))

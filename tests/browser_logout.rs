@@ -8,14 +8,7 @@ use crate::harness::*;
 
 /// Whether these cookies still open a session: `prompt=none` answers with a code.
 async fn silent_code(app: &TestApp, cookies: &str) -> bool {
-    let (_, challenge) = pkce();
-    let r = browser()
-        .get(authorize_url(app, "gatehouse-demo", &app.url("/demo"), &challenge, &[("prompt", "none")]))
-        .header(reqwest::header::COOKIE, cookies)
-        .send()
-        .await
-        .unwrap();
-    param(&location(&r), "code").is_some()
+    param(&crate::browser::silent_authorize(app, cookies).await, "code").is_some()
 }
 
 #[tokio::test]
