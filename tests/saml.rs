@@ -40,6 +40,13 @@ impl SamlIdp {
     /// Start an IdP on `port` for the SP whose metadata is `sp_metadata`; `extra` adds or
     /// overrides config fields (users, signing, encryption, name formats).
     pub fn start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Self {
+        Self::try_start(port, keys, sp_metadata, extra)
+            .unwrap_or_else(|PortTaken| panic!("port {port} was taken before the SAML IdP could bind it"))
+    }
+
+    /// `start`, or `PortTaken` when another process bound `port` first (a port found free can
+    /// be taken before the IdP binds it); the caller starts over on fresh ports.
+    pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
         let python = root().join("tests/peers/saml-idp/.venv/bin/python");
         assert!(python.exists(), "the pysaml2 IdP peer is not installed: run ./scripts/setup");
         let base = format!("http://127.0.0.1:{port}");
@@ -67,14 +74,26 @@ impl SamlIdp {
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(keys.join(format!("idp-{port}.stderr"))).unwrap()))
             .spawn()
             .unwrap();
+        // READY comes after the bind: an IdP that says it is ready owns its port.
         let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "the SAML IdP");
-        assert!(line.starts_with("READY "), "the SAML IdP did not start: {line:?}");
-        Self { child, base }
+        let idp = Self { child, base };
+        if line.starts_with("READY ") {
+            return Ok(idp);
+        }
+        drop(idp);
+        let said = std::fs::read_to_string(keys.join(format!("idp-{port}.stderr"))).unwrap_or_default();
+        if said.contains("Address already in use") {
+            return Err(PortTaken);
+        }
+        panic!("the SAML IdP did not start: {line:?}\n{said}");
     }
 }
+
+/// Another process bound the port first.
+pub struct PortTaken;
 
 /// A Gatehouse node with SAML connections, each backed by its own pysaml2 IdP.
 pub struct Setup {
@@ -94,6 +113,17 @@ pub struct Conn<'a> {
 }
 
 pub async fn setup(conns: &[Conn<'_>]) -> Setup {
+    for _ in 0..5 {
+        if let Ok(s) = try_setup(conns).await {
+            return s;
+        }
+    }
+    panic!("five sets of free ports in a row were taken by others");
+}
+
+/// One attempt: the node and the IdPs on ports found free (the IdPs' URLs are in the node's
+/// configuration, so a port taken before its IdP bound it means starting over).
+async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
     let dir = TempDir::new();
     make_keys(&dir.0);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -118,9 +148,9 @@ pub async fn setup(conns: &[Conn<'_>]) -> Setup {
     for (c, port) in conns.iter().zip(ports) {
         let meta = get(app.url(&format!("/saml/{}/metadata", c.id))).await.unwrap();
         assert_eq!(meta.status(), 200);
-        idps.push(SamlIdp::start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone()));
+        idps.push(SamlIdp::try_start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone())?);
     }
-    Setup { app, idps, _dir: dir }
+    Ok(Setup { app, idps, _dir: dir })
 }
 
 /// Standard options of a pysaml2-backed connection: metadata by URL, the SP key.
@@ -580,4 +610,16 @@ async fn an_idp_initiated_logout_ends_the_session_it_names() {
     assert_eq!(last["relay_state"], "rs-42");
     assert_eq!(last["issuer"], s.app.url("/saml/acme/metadata"));
     assert!(!signed_in(b).await, "signed out of Gatehouse");
+}
+
+/// A port another process holds is reported as taken (and `setup` starts over), not as an IdP
+/// that failed for an unknown reason, nor as one that is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
+    let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
+    let meta = get(s.app.url("/saml/acme/metadata")).await.unwrap().text().await.unwrap();
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let started = SamlIdp::try_start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(matches!(started, Err(PortTaken)), "an IdP on a held port");
 }
