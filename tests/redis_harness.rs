@@ -14,7 +14,8 @@ fn free_port() -> u16 {
 }
 
 fn redis_server() -> &'static str {
-    let ok = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    // (output_within panics with the same hint when redis-server cannot start at all.)
+    let ok = output_within(Command::new("redis-server").arg("--version"), PEER_DEADLINE).status.success();
     assert!(ok, "redis-server is not installed: run ./scripts/setup (Debian package redis-server)");
     "redis-server"
 }
