@@ -442,3 +442,33 @@ fn secret_comparisons_are_constant_time() {
         }
     }
 }
+
+/// A fresh machine runs what the README says: every cargo call of the scripts and CI is
+/// `--locked` (fmt has no lock file to honour), `scripts/test` runs nextest (installing it
+/// when missing) and never something else, and the toolchain is pinned with its linters.
+#[test]
+fn scripts_build_locked_with_the_pinned_toolchain() {
+    for script in ["scripts/run", "scripts/setup", "scripts/test", ".ci/run"] {
+        let text = fs::read_to_string(root().join(script)).unwrap();
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            let Some(at) = line.find("cargo ") else { continue };
+            let call = &line[at..];
+            if call.starts_with("cargo fmt") || call.starts_with("cargo nextest --version") {
+                continue;
+            }
+            assert!(call.contains("--locked"), "{script}: `{call}` without --locked");
+        }
+    }
+    let test = fs::read_to_string(root().join("scripts/test")).unwrap();
+    assert!(!test.contains("cargo test"), "scripts/test runs nextest, not cargo test");
+    assert!(test.contains("cargo install --locked cargo-nextest"), "scripts/test installs nextest when missing");
+    let toolchain = fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
+    let toml: toml::Table = toolchain.parse().unwrap();
+    let t = &toml["toolchain"];
+    assert!(t["channel"].as_str().is_some_and(|c| c.split('.').count() == 3), "an exact release: {t}");
+    let components: Vec<&str> = t["components"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(components.contains(&"rustfmt") && components.contains(&"clippy"), "{components:?}");
+    let nextest = fs::read_to_string(root().join(".config/nextest.toml")).unwrap();
+    assert!(nextest.contains("slow-timeout") && nextest.contains("terminate-after"), "hang protection");
+    assert!(nextest.contains("chromium = { max-threads = 1 }"), "one Chromium at a time");
+}
