@@ -70,7 +70,8 @@ fn ensure_node(system: Option<&str>, local: Option<&str>, installs: &str) -> Run
     let out = output_within(
         Command::new("/bin/bash")
             .arg("-c")
-            .arg(format!(". {} && ensure_node", script().display()))
+            // The shell options scripts/setup runs with.
+            .arg(format!("set -euo pipefail; . {}; ensure_node", script().display()))
             .current_dir(&work)
             .env("PATH", &bin),
         PEER_DEADLINE,
