@@ -622,4 +622,8 @@ async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
     let port = held.local_addr().unwrap().port();
     let started = SamlIdp::try_start(port, &s._dir.0, &meta, serde_json::json!({}));
     assert!(matches!(started, Err(PortTaken)), "an IdP on a held port");
+    // Released, the same port serves.
+    drop(held);
+    let idp = SamlIdp::start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(get(format!("{}/metadata", idp.base)).await.unwrap().status().is_success(), "the IdP serves");
 }
