@@ -132,7 +132,10 @@ async fn duplicated_oversized_and_malformed_parameters() {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_client_error(), "oversized bodies are refused: {}", r.status());
+    // Over the 64 KiB limit: "too large", said in RFC 6749 JSON like every other bad request.
+    assert_eq!(r.status(), 413, "oversized bodies are refused as too large");
+    let body: serde_json::Value = r.json().await.expect("an RFC 6749 JSON error, not a bare 413");
+    assert_eq!(body["error"], "invalid_request", "{body}");
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! over the W3C WebDriver protocol, signs Ada in at `/demo` (the page's own JavaScript does
 //! the PKCE code flow), shows her tokens and userinfo, and signs out again.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +41,21 @@ pub struct WebDriver {
     profile: PathBuf,
 }
 
+/// The port of chromedriver's "ChromeDriver was started successfully on port N." line, read
+/// within `WAIT`; stdout is drained afterwards so chromedriver never blocks on it.
+fn started_on_port(out: std::process::ChildStdout) -> Option<u16> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).ok().flatten()
+}
+
 impl WebDriver {
     pub async fn start() -> Self {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
@@ -50,16 +64,22 @@ impl WebDriver {
                 "{path} is missing (Debian package {package}): run ./scripts/setup to install the browser test tools"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let profile = std::env::temp_dir().join(format!("gatehouse-browser-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&profile).unwrap();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
+        // Port 0: chromedriver binds a port of its own and says which, so no other process
+        // can take it between our choice and its bind.
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER} ({e}): run ./scripts/setup"));
+        let port = started_on_port(child.stdout.take().unwrap()).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromedriver did not say which port it listens on within {WAIT:?}: run ./scripts/setup")
+        });
+        let profile = std::env::temp_dir().join(format!("gatehouse-browser-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&profile).unwrap();
         let http = crate::harness::http_builder().timeout(Duration::from_secs(60)).build().unwrap();
         // The guard exists from here on, so a failure below still kills chromedriver.
         let mut wd = Self { http, driver: format!("http://127.0.0.1:{port}"), session: String::new(), child, profile };
@@ -283,7 +303,7 @@ impl Drop for WebDriver {
 }
 
 /// What `/authorize?prompt=none` for the demo client answers to these cookies: the redirect.
-async fn silent_authorize(app: &TestApp, cookies: &str) -> String {
+pub(crate) async fn silent_authorize(app: &TestApp, cookies: &str) -> String {
     let (_, challenge) = pkce();
     let r = browser()
         .get(authorize_url(app, "gatehouse-demo", &app.url("/demo"), &challenge, &[("prompt", "none")]))

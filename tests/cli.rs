@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::harness::{BIN, Node, TempDir, free_port, spawn_node};
+use crate::harness::{BIN, Node, PEER_DEADLINE, TempDir, free_port, output_within, spawn_node};
 
 /// Start the embedded default in `dir` and wait until it answers.
 fn serve_embedded(dir: &Path) -> Node {
@@ -45,7 +45,7 @@ async fn the_embedded_default_serves_the_demo_and_keeps_its_key() {
     assert_eq!(kids(&second.base).await, kid, "a restart keeps the kid");
     drop(second);
 
-    let out = Command::new(BIN).args(["keys", "rotate"]).current_dir(&dir.0).output().unwrap();
+    let out = output_within(Command::new(BIN).args(["keys", "rotate"]).current_dir(&dir.0), PEER_DEADLINE);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let third = serve_embedded(&dir.0);
     let after = kids(&third.base).await;
@@ -55,7 +55,7 @@ async fn the_embedded_default_serves_the_demo_and_keeps_its_key() {
 }
 
 fn check(file: &Path, envs: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(BIN).arg("check-config").arg(file).envs(envs.iter().copied()).output().unwrap();
+    let out = output_within(Command::new(BIN).arg("check-config").arg(file).envs(envs.iter().copied()), PEER_DEADLINE);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -114,9 +114,9 @@ colour = "blue"
 
 #[test]
 fn version_and_help() {
-    let v = Command::new(BIN).arg("--version").output().unwrap();
+    let v = output_within(Command::new(BIN).arg("--version"), PEER_DEADLINE);
     assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
-    let h = Command::new(BIN).arg("--help").output().unwrap();
+    let h = output_within(Command::new(BIN).arg("--help"), PEER_DEADLINE);
     let help = String::from_utf8_lossy(&h.stdout);
     for cmd in ["serve", "check-config", "keys", "hash-password"] {
         assert!(help.contains(cmd), "{help}");
@@ -221,4 +221,15 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
     for (what, secret) in secrets {
         assert!(!logs.contains(secret), "the {what} appears in the log");
     }
+}
+
+/// The harness tells a node's own listener from another process's on the same port.
+#[test]
+fn a_listener_is_known_by_the_process_holding_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert!(crate::harness::listens_on(std::process::id(), port), "this process listens on {port}");
+    assert!(!crate::harness::listens_on(1, port), "init does not");
+    drop(listener);
+    assert!(!crate::harness::listens_on(std::process::id(), port), "closed");
 }

@@ -13,6 +13,14 @@ use gatehouse::{Core, Settings};
 use reqwest::header::LOCATION;
 use url::Url;
 
+/// Child processes the tests wait on: deadlines, READY lines, Node.js, ports proven owned.
+mod process;
+pub use process::*;
+
+/// What the tests' own process logs, and the spellings of a secret to look for in it.
+mod logs;
+pub use logs::*;
+
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const OTHER_PASSWORD: &str = "admin password 42";
 pub const WEB_SECRET: &str = "web-client-secret-0123456789abcdefghij";
@@ -161,11 +169,13 @@ pub struct Options {
     pub config: Option<String>,
     /// A listener bound in advance, when peers must know the node's URL before it starts.
     pub listener: Option<TcpListener>,
+    /// Another node's store and clock (see `TestApp::shared`): two nodes behind one store.
+    pub shared: Option<(Store, Arc<ManualClock>)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alg: "ES256", manual_clock: false, config: None, listener: None }
+        Self { alg: "ES256", manual_clock: false, config: None, listener: None, shared: None }
     }
 }
 
@@ -180,13 +190,17 @@ impl TestApp {
         let text = opts.config.unwrap_or_else(|| config(opts.alg)).replace("{issuer}", &issuer);
         let settings = Settings::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
         let settings = settings.with_issuer(Issuer::parse(&issuer).unwrap());
-        let (clock, manual): (SharedClock, _) = if opts.manual_clock {
-            let c = ManualClock::new(1_800_000_000);
-            (c.clone(), Some(c))
-        } else {
-            (Arc::new(SystemClock), None)
+        let (clock, manual, store): (SharedClock, _, _) = match opts.shared {
+            Some((store, c)) => (c.clone(), Some(c), Some(store)),
+            None if opts.manual_clock => {
+                let c = ManualClock::new(1_800_000_000);
+                (c.clone(), Some(c), None)
+            }
+            None => (Arc::new(SystemClock), None, None),
         };
-        let store = Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()));
+        let store = store.unwrap_or_else(|| {
+            Store::from_backend(Arc::new(MemoryStore::new(clock.clone())), Arc::new(MemoryKeyStore::default()))
+        });
         let core = Core::with_parts(settings, store, clock).await.unwrap();
         let server_core = core.clone();
         let server = serve_on_thread(listener, move |cfg| gatehouse::http::configure(server_core.clone())(cfg));
@@ -195,6 +209,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
+    }
+
+    /// What a second node behind this node's store needs (`Options::shared`); this node must
+    /// have been started with `manual_clock`, so both see the same "now".
+    pub fn shared(&self) -> (Store, Arc<ManualClock>) {
+        (self.core.store.clone(), self.clock.clone().expect("started with manual_clock"))
     }
 
     pub fn advance(&self, secs: u64) {
@@ -442,9 +462,11 @@ pub fn spawn_node(
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(port) {
+    // Healthy, and the listener is this child's: a port found free can be taken by another
+    // test's node before this one binds it, and that node would answer /healthz too.
+    while !(healthy(port) && listens_on(child.id(), port)) {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("gatehouse {args:?} exited with {status} before serving");
+            panic!("gatehouse {args:?} exited with {status} before serving (port {port} taken?)");
         }
         assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
         std::thread::sleep(Duration::from_millis(50));

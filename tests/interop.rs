@@ -21,7 +21,7 @@ fn run_rp(app: &TestApp, rp: &Rp<'_>) -> serde_json::Value {
         peer.join("node_modules/openid-client").is_dir(),
         "the openid-client peer is not installed: run ./scripts/setup"
     );
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(node());
     cmd.arg(peer.join("rp.mjs"))
         .env("ISSUER", &app.issuer)
         .env("CLIENT_ID", rp.client_id)
@@ -32,7 +32,7 @@ fn run_rp(app: &TestApp, rp: &Rp<'_>) -> serde_json::Value {
     if let Some(alg) = rp.alg {
         cmd.env("ID_TOKEN_ALG", alg);
     }
-    let out = cmd.output().expect("node must be installed: run ./scripts/setup");
+    let out = output_within(&mut cmd, PEER_DEADLINE);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "openid-client failed ({}):\n{stderr}\n{stdout}", out.status);

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::redis_harness::*;
 
-const DEMO_USER: &str = "demo@gatehouse.test";
-const DEMO_PASSWORD: &str = "gatehouse-demo";
-const CLIENT: &str = "gatehouse-demo";
+pub const DEMO_USER: &str = "demo@gatehouse.test";
+pub const DEMO_PASSWORD: &str = "gatehouse-demo";
+pub const CLIENT: &str = "gatehouse-demo";
 
 fn compose_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose/gatehouse.toml").to_string_lossy().into_owned()
@@ -25,7 +25,7 @@ struct Cluster2 {
     _dir: TempDir,
 }
 
-fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &str, stderr: Stdio) -> Node {
+pub fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &str, stderr: Stdio) -> Node {
     let listen = format!("127.0.0.1:{port}");
     let config = compose_config();
     spawn_node(
@@ -44,19 +44,31 @@ fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &
 
 fn two_nodes(redis: &TestRedis) -> Cluster2 {
     let dir = TempDir::new();
-    let (pa, pb) = (free_port(), free_port());
-    let issuer = format!("http://127.0.0.1:{pa}");
     let prefix = format!("gh-{}", gatehouse::types::random_token(6));
-    let a = start_node(&dir, pa, &issuer, &redis.url(), &prefix, Stdio::null());
-    let b = start_node(&dir, pb, &issuer, &redis.url(), &prefix, Stdio::null());
+    // Node A's port makes the issuer, so each node is started on a port proven its own.
+    let args = |port: u16, issuer: Option<&str>| {
+        let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
+        let args = ["serve", "--config", &compose_config(), "--listen", &format!("127.0.0.1:{port}")].map(String::from);
+        let envs = [
+            ("GATEHOUSE_ISSUER", issuer),
+            ("GATEHOUSE_REDIS_URL", redis.url()),
+            ("GATEHOUSE_REDIS_PREFIX", prefix.clone()),
+            ("GATEHOUSE_LOG", "warn".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        (args.to_vec(), envs.to_vec())
+    };
+    let (a, pa) = spawn_node_on_free_port(&dir.0, "a", |p| args(p, None));
+    let issuer = format!("http://127.0.0.1:{pa}");
+    let (b, _) = spawn_node_on_free_port(&dir.0, "b", |p| args(p, Some(&issuer)));
     Cluster2 { a, b, issuer, _dir: dir }
 }
 
-fn redirect(issuer: &str) -> String {
+pub fn redirect(issuer: &str) -> String {
     format!("{issuer}/demo")
 }
 
-fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+pub fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&format!("{base}/authorize")).unwrap();
     url.query_pairs_mut().extend_pairs([
         ("response_type", "code"),
@@ -72,7 +84,7 @@ fn authorize(base: &str, issuer: &str, challenge: &str, extra: &[(&str, &str)]) 
 }
 
 /// `/authorize` on `start`, the hosted form on `form`: returns the code.
-async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &str, challenge: &str) -> String {
+pub async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &str, challenge: &str) -> String {
     let r = b.get(authorize(&start.base, issuer, challenge, &[])).send().await.unwrap();
     assert_eq!(r.status(), 303, "authorize on {}", start.base);
     let hosted = location(&r);
@@ -89,7 +101,7 @@ async fn login_across(b: &reqwest::Client, start: &Node, form: &Node, issuer: &s
     param(&location(&r), "code").expect("code")
 }
 
-async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> reqwest::Response {
+pub async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> reqwest::Response {
     crate::harness::http()
         .post(node.url("/token"))
         .form(&[
@@ -104,7 +116,7 @@ async fn redeem_at(node: &Node, issuer: &str, code: &str, verifier: &str) -> req
         .unwrap()
 }
 
-async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
+pub async fn refresh_at(node: &Node, token: &str) -> reqwest::Response {
     crate::harness::http()
         .post(node.url("/token"))
         .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", CLIENT)])
@@ -152,9 +164,25 @@ async fn fifty_concurrent_redemptions_over_two_nodes_succeed_once() {
     let nodes = [&n.a, &n.b];
     let tasks: Vec<_> = (0..50).map(|i| redeem_at(nodes[i % 2], &n.issuer, &code, &verifier)).collect();
     let results = futures_util::future::join_all(tasks).await;
-    let ok: Vec<_> = results.iter().filter(|r| r.status() == 200).collect();
-    assert_eq!(ok.len(), 1, "exactly one of 50 redemptions wins");
-    assert!(results.iter().filter(|r| r.status() != 200).all(|r| r.status() == 400), "the rest are refused");
+    let mut won = Vec::new();
+    for r in results {
+        if r.status() == 200 {
+            won.push(r.json::<serde_json::Value>().await.unwrap());
+        } else {
+            assert_eq!(r.status(), 400, "the rest are refused");
+            assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one of 50 redemptions wins");
+    // The losers were reuses of a redeemed code: what the winner got is revoked, on both nodes.
+    let access = won[0]["access_token"].as_str().unwrap();
+    for node in nodes {
+        let r = crate::harness::http().get(node.url("/userinfo")).bearer_auth(access).send().await.unwrap();
+        assert_eq!(r.status(), 401, "the winner's access token is revoked");
+    }
+    let r = refresh_at(&n.b, won[0]["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 400, "the winner's refresh token is revoked");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
 
     // And one refresh token presented 50 times rotates once; the rest count as reuse.
     let (verifier, challenge) = pkce();
@@ -187,16 +215,19 @@ async fn keys_rotated_anywhere_reach_every_node_without_a_restart() {
         let keys = command(redis.port, "KEYS *:keys:ring").unwrap();
         keys.lines().find(|l| l.contains(":keys:ring")).unwrap().split(":keys:ring").next().unwrap().to_owned()
     };
-    let out = Command::new(BIN)
-        .args(["keys", "rotate", "--config", &compose_config()])
-        .current_dir(&dir.0)
-        .env("GATEHOUSE_ISSUER", &n.issuer)
-        .env("GATEHOUSE_REDIS_URL", redis.url())
-        .env("GATEHOUSE_REDIS_PREFIX", &prefix_env)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["keys", "rotate", "--config", &compose_config()])
+            .current_dir(&dir.0)
+            .env("GATEHOUSE_ISSUER", &n.issuer)
+            .env("GATEHOUSE_REDIS_URL", redis.url())
+            .env("GATEHOUSE_REDIS_PREFIX", &prefix_env),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // README: "key rotation reaches every node within 5 s" (each node polls the ring every
+    // 5 s). The extra half second is this loop's own polling and two JWKS requests.
+    let deadline = Instant::now() + Duration::from_millis(5_500);
     loop {
         let (ja, jb) = (jwks(&n.a).await, jwks(&n.b).await);
         if ja["keys"].as_array().unwrap().len() == 2 && ja == jb {
@@ -316,20 +347,21 @@ async fn an_evicting_redis_is_reported_at_start() {
 #[test]
 fn docker_compose_file_is_valid_and_matches_the_tested_topology() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("docker-compose")
-        .args(["-f", "docker-compose.yml", "config"])
-        .current_dir(root)
-        .output()
-        .expect("docker-compose is not installed: run ./scripts/setup (Debian package docker-compose)");
+    let out = output_within(
+        Command::new("docker-compose").args(["-f", "docker-compose.yml", "config"]).current_dir(root),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&out.stderr));
-    let mut py = Command::new("python3")
-        .args(["-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(py.stdin.as_mut().unwrap(), &out.stdout).unwrap();
-    let parsed = py.wait_with_output().unwrap();
+    let dir = TempDir::new();
+    let resolved = dir.0.join("compose.yml");
+    std::fs::write(&resolved, &out.stdout).unwrap();
+    let parsed = output_within(
+        Command::new("python3")
+            .args(["-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .arg(&resolved),
+        PEER_DEADLINE,
+    );
+    assert!(parsed.status.success(), "python3 yaml: {}", String::from_utf8_lossy(&parsed.stderr));
     let compose: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
     let services = compose["services"].as_object().unwrap();
     let redis_cmd = services["redis"]["command"].to_string();

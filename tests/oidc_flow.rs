@@ -392,8 +392,12 @@ async fn wrong_passwords_are_throttled_and_answered_alike() {
     let wrong_text = wrong.text().await.unwrap();
     let unknown = post("nobody@example.com", "nope").await.unwrap().text().await.unwrap();
     assert!(wrong_text.contains("Wrong username or password.") && unknown.contains("Wrong username or password."));
-    post("ada@example.com", "nope").await.unwrap();
-    post("ada@example.com", "nope").await.unwrap();
+    // The second and third failures are still answered as wrong passwords, not yet locked.
+    for n in [2, 3] {
+        let r = post("ada@example.com", "nope").await.unwrap();
+        assert_eq!(r.status(), 401, "failure {n}");
+        assert!(r.text().await.unwrap().contains("Wrong username or password."), "failure {n}");
+    }
     let locked = post("ada@example.com", PASSWORD).await.unwrap();
     assert_eq!(locked.status(), 429, "three failures lock this username from this address");
     assert!(locked.text().await.unwrap().contains("correlation-id"));
@@ -409,20 +413,38 @@ async fn discovery_advertises_only_what_works() {
     assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    for endpoint in [
-        "authorization_endpoint",
-        "token_endpoint",
-        "userinfo_endpoint",
-        "jwks_uri",
-        "end_session_endpoint",
-        "revocation_endpoint",
-        "introspection_endpoint",
+    // Each advertised endpoint is served, and answers a bare request the way that endpoint
+    // must (a 500 or a catch-all page would fail here): the error of its own protocol.
+    let http = crate::harness::http();
+    let url = |endpoint: &str| {
+        let url = d[endpoint].as_str().unwrap_or_else(|| panic!("{endpoint} advertised")).to_owned();
+        assert!(url.starts_with(&app.issuer), "{endpoint}: {url}");
+        url
+    };
+    // Nothing to trust yet: an error page, never a redirect.
+    let r = http.get(url("authorization_endpoint")).send().await.unwrap();
+    assert_eq!(r.status(), 400, "authorization_endpoint");
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    // The API endpoints: RFC 6749 JSON naming what is missing.
+    for (endpoint, status, error) in [
+        ("token_endpoint", 401, "invalid_client"),
+        ("revocation_endpoint", 401, "invalid_client"),
+        ("introspection_endpoint", 401, "invalid_client"),
     ] {
-        let url = d[endpoint].as_str().unwrap();
-        assert!(url.starts_with(&app.issuer), "{endpoint}");
-        let r = crate::harness::http().get(url).send().await.unwrap();
-        assert_ne!(r.status(), 404, "{endpoint} is served");
+        let r = http.post(url(endpoint)).form(&[("token", "x")]).send().await.unwrap();
+        assert_eq!(r.status(), status, "{endpoint}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], error, "{endpoint}: {body}");
     }
+    let r = http.get(url("userinfo_endpoint")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "userinfo without a token");
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "RFC 6750 challenge");
+    let jwks: serde_json::Value = http.get(url("jwks_uri")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+    // Logout of a browser with no session: nothing to end, the signed-out page.
+    let r = http.get(url("end_session_endpoint")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "end_session_endpoint");
+    assert!(r.text().await.unwrap().contains("You are signed out"), "end_session_endpoint");
 }
 
 #[tokio::test]
@@ -556,6 +578,7 @@ async fn logout_without_a_hint_asks_first() {
     assert_eq!(r.status(), 200);
     let page = r.text().await.unwrap();
     assert!(page.contains("Sign out?") && page.contains("name=\"confirm\""), "{page}");
+    let csrf = hidden(&page, "csrf");
     // Only asked: the session is alive.
     let silent =
         b.get(authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")])).send().await.unwrap();
@@ -568,6 +591,7 @@ async fn logout_without_a_hint_asks_first() {
             ("post_logout_redirect_uri", "http://app.test/bye"),
             ("state", "s9"),
             ("confirm", "yes"),
+            ("csrf", csrf.as_str()),
         ])
         .send()
         .await

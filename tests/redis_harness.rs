@@ -3,16 +3,19 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::harness::{PEER_DEADLINE, output_within};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn redis_server() -> &'static str {
-    let ok = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    // (output_within panics with the same hint when redis-server cannot start at all.)
+    let ok = output_within(Command::new("redis-server").arg("--version"), PEER_DEADLINE).status.success();
     assert!(ok, "redis-server is not installed: run ./scripts/setup (Debian package redis-server)");
     "redis-server"
 }
@@ -27,6 +30,15 @@ pub fn command(port: u16, cmd: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Poll `ready` (every 20 ms, up to 30 s) instead of sleeping a guessed time.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_for(port: u16, cmd: &str, expect: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -35,6 +47,45 @@ fn wait_for(port: u16, cmd: &str, expect: &str, what: &str) {
         }
         assert!(Instant::now() < deadline, "{what} on port {port} never answered {expect:?} to {cmd}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port found by binding and dropping can be taken by another test before a server binds
+/// it: the server then exits with "Address already in use" and the caller tries fresh ports.
+struct PortTaken;
+
+/// Start `redis-server ARGS --port <port> --logfile <dir>/<name>.log` and wait for `ready` in
+/// its log, so the port a test talks to is its own server's (a PING alone could be answered
+/// by another test's server that won the port).
+fn spawn_logged(args: &[String], dir: &Path, name: &str, port: u16, ready: &str) -> Result<Child, PortTaken> {
+    let log = dir.join(format!("{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = Command::new(redis_server())
+        .args(args)
+        .args(["--port", &port.to_string()])
+        .arg("--logfile")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(ready) {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            if text.contains("Address already in use") {
+                return Err(PortTaken);
+            }
+            panic!("{name} exited with {status} before it was ready:\n{text}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} on port {port} not ready within 30 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -69,23 +120,38 @@ impl TestRedis {
             tls_port = Some(p);
         }
         let mut r = Self { port: free_port(), tls_port, dir, args, child: None };
-        r.spawn();
+        r.spawn(true);
         r
     }
 
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(redis_server());
-        cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(["--maxmemory-policy", "noeviction"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = Some(cmd.spawn().unwrap());
-        // With the default user switched off, a PING is answered NOAUTH: alive all the same.
-        let ready = if self.args.iter().any(|a| a == "--user") { "NOAUTH" } else { "PONG" };
-        wait_for(self.port, "PING", ready, "redis-server");
+    /// `retry`: a first start moves to fresh ports when another test took one; a restart
+    /// keeps its ports (clients know them), so a clash then fails the test.
+    fn spawn(&mut self, retry: bool) {
+        for _ in 0..5 {
+            let mut args: Vec<String> = ["--bind", "127.0.0.1", "--save", "", "--maxmemory-policy", "noeviction"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            args.push("--dir".into());
+            args.push(self.dir.display().to_string());
+            args.extend(self.args.iter().cloned());
+            match spawn_logged(&args, &self.dir, "redis", self.port, "Ready to accept connections") {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(PortTaken) if retry => {
+                    self.port = free_port();
+                    if let Some(i) = self.args.iter().position(|a| a == "--tls-port") {
+                        let p = free_port();
+                        self.args[i + 1] = p.to_string();
+                        self.tls_port = Some(p);
+                    }
+                }
+                Err(PortTaken) => panic!("port {} was taken while redis-server restarted", self.port),
+            }
+        }
+        panic!("redis-server: five free ports in a row were taken by others");
     }
 
     pub fn url(&self) -> String {
@@ -102,7 +168,7 @@ impl TestRedis {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn(false);
     }
 }
 
@@ -133,13 +199,14 @@ impl TestCluster {
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli is not installed: run ./scripts/setup (Debian package redis-tools)");
+        let out = output_within(
+            Command::new("redis-cli").args(["--cluster", "create"]).args(&addrs).args([
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ]),
+            PEER_DEADLINE,
+        );
         assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         for n in &nodes {
             wait_for(n.port, "CLUSTER INFO", "cluster_state:ok", "cluster node");
@@ -179,16 +246,20 @@ impl TestSentinel {
             ),
         )
         .unwrap();
-        let port = free_port();
-        let child = Command::new(redis_server())
-            .arg(&conf)
-            .args(["--sentinel", "--bind", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let args: Vec<String> = vec![
+            conf.display().to_string(),
+            "--sentinel".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+        ];
+        let (port, child) = (0..5)
+            .find_map(|_| {
+                let port = free_port();
+                spawn_logged(&args, &dir, "sentinel", port, "+monitor master").ok().map(|c| (port, c))
+            })
+            .expect("sentinel: five free ports in a row were taken by others");
         wait_for(
             port,
             &format!("SENTINEL get-master-addr-by-name {MASTER_NAME}"),
@@ -221,7 +292,7 @@ impl TestTls {
         let dir = std::env::temp_dir().join(format!("gatehouse-tls-{}", gatehouse::types::random_token(9)));
         std::fs::create_dir_all(&dir).unwrap();
         let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl is needed");
+            let out = output_within(Command::new("openssl").args(args).current_dir(&dir), PEER_DEADLINE);
             assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         run(&[

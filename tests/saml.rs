@@ -2,7 +2,6 @@
 //! and encrypting with Debian's xmlsec1 (tests/peers/saml-idp, installed by scripts/setup).
 //! Client app -> Gatehouse -> IdP (AuthnRequest) -> ACS -> Gatehouse -> client -> tokens.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,12 +16,10 @@ pub fn root() -> PathBuf {
 
 /// Test keys from the fixture script (openssl): idp, idp2, attacker, cloned, sp.
 pub fn make_keys(dir: &Path) {
-    let out = Command::new("python3")
-        .arg(root().join("fixtures/saml/make.py"))
-        .arg("keys")
-        .arg(dir)
-        .output()
-        .expect("python3 must be installed: run ./scripts/setup");
+    let out = output_within(
+        Command::new("python3").arg(root().join("fixtures/saml/make.py")).arg("keys").arg(dir),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success(), "make.py keys: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -43,6 +40,13 @@ impl SamlIdp {
     /// Start an IdP on `port` for the SP whose metadata is `sp_metadata`; `extra` adds or
     /// overrides config fields (users, signing, encryption, name formats).
     pub fn start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Self {
+        Self::try_start(port, keys, sp_metadata, extra)
+            .unwrap_or_else(|PortTaken| panic!("port {port} was taken before the SAML IdP could bind it"))
+    }
+
+    /// `start`, or `PortTaken` when another process bound `port` first (a port found free can
+    /// be taken before the IdP binds it); the caller starts over on fresh ports.
+    pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
         let python = root().join("tests/peers/saml-idp/.venv/bin/python");
         assert!(python.exists(), "the pysaml2 IdP peer is not installed: run ./scripts/setup");
         let base = format!("http://127.0.0.1:{port}");
@@ -70,15 +74,26 @@ impl SamlIdp {
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(keys.join(format!("idp-{port}.stderr"))).unwrap()))
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("READY "), "the SAML IdP did not start: {line:?}");
-        Self { child, base }
+        // READY comes after the bind: an IdP that says it is ready owns its port.
+        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "the SAML IdP");
+        let idp = Self { child, base };
+        if line.starts_with("READY ") {
+            return Ok(idp);
+        }
+        drop(idp);
+        let said = std::fs::read_to_string(keys.join(format!("idp-{port}.stderr"))).unwrap_or_default();
+        if said.contains("Address already in use") {
+            return Err(PortTaken);
+        }
+        panic!("the SAML IdP did not start: {line:?}\n{said}");
     }
 }
+
+/// Another process bound the port first.
+pub struct PortTaken;
 
 /// A Gatehouse node with SAML connections, each backed by its own pysaml2 IdP.
 pub struct Setup {
@@ -98,6 +113,17 @@ pub struct Conn<'a> {
 }
 
 pub async fn setup(conns: &[Conn<'_>]) -> Setup {
+    for _ in 0..5 {
+        if let Ok(s) = try_setup(conns).await {
+            return s;
+        }
+    }
+    panic!("five sets of free ports in a row were taken by others");
+}
+
+/// One attempt: the node and the IdPs on ports found free (the IdPs' URLs are in the node's
+/// configuration, so a port taken before its IdP bound it means starting over).
+async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
     let dir = TempDir::new();
     make_keys(&dir.0);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -122,9 +148,9 @@ pub async fn setup(conns: &[Conn<'_>]) -> Setup {
     for (c, port) in conns.iter().zip(ports) {
         let meta = get(app.url(&format!("/saml/{}/metadata", c.id))).await.unwrap();
         assert_eq!(meta.status(), 200);
-        idps.push(SamlIdp::start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone()));
+        idps.push(SamlIdp::try_start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone())?);
     }
-    Setup { app, idps, _dir: dir }
+    Ok(Setup { app, idps, _dir: dir })
 }
 
 /// Standard options of a pysaml2-backed connection: metadata by URL, the SP key.
@@ -209,6 +235,7 @@ pub async fn tokens(s: &Setup, connection: &str, scope: &str) -> serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
+    let logs = capture_logs();
     let s = setup(&[
         Conn {
             id: "acme",
@@ -260,6 +287,18 @@ async fn a_saml_idp_signs_people_in_with_signed_requests_and_assertions() {
     let t = tokens(&s, "other", "openid email").await;
     let id = claims(t["id_token"].as_str().unwrap());
     assert_eq!((id["email"].as_str(), id["email_verified"].as_bool()), (Some("ada@acme.test"), Some(false)));
+
+    // Three SAML logins at trace level: no line of the SP's private key, no client secret and
+    // none of the tokens reached the logs, in any encoding.
+    let key = std::fs::read_to_string(s._dir.0.join("sp.key")).unwrap();
+    let mut secrets: Vec<(&str, &str)> =
+        key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).map(|l| ("SP private key", l)).collect();
+    assert!(secrets.len() > 10, "the key file was read");
+    secrets.push(("client secret", WEB_SECRET));
+    for name in ["access_token", "id_token"] {
+        secrets.push((name, t[name].as_str().unwrap()));
+    }
+    assert_no_secret_in(&logs.text(), &secrets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +476,20 @@ async fn idp_initiated_logins_land_once_at_the_configured_client() {
 async fn single_logout_ends_the_idp_session_too() {
     let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
     let b = browser();
+    // Whether this browser still has a Gatehouse session: prompt=none answers with a code.
+    let signed_in = || {
+        let (_, challenge) = pkce();
+        let url = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("prompt", "none")]);
+        let b = b.clone();
+        async move {
+            let to = location(&b.get(url).send().await.unwrap());
+            match param(&to, "error").as_deref() {
+                Some("login_required") => false,
+                None if param(&to, "code").is_some() => true,
+                _ => panic!("neither a code nor login_required: {to}"),
+            }
+        }
+    };
     let (verifier, challenge) = pkce();
     let start = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")]);
     let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
@@ -446,9 +499,13 @@ async fn single_logout_ends_the_idp_session_too() {
         "{}?id_token_hint={hint}&post_logout_redirect_uri=http%3A%2F%2Fapp.test%2Fbye&state=xyz",
         s.app.url("/logout")
     );
+    assert!(signed_in().await, "signed in through the IdP");
     let r = b.get(&logout).send().await.unwrap();
     let to_idp = location(&r);
     assert!(to_idp.starts_with(&format!("{}/slo/redirect?SAMLRequest=", s.idps[0].base)), "{to_idp}");
+    // The Gatehouse session ends before the browser goes to the IdP: an IdP that never
+    // answers cannot keep anyone signed in here.
+    assert!(!signed_in().await, "SP-initiated logout ended the Gatehouse session");
     assert!(to_idp.contains("&Signature="), "LogoutRequests are signed");
     let r = b.get(&to_idp).send().await.unwrap();
     let back = location(&r);
@@ -470,10 +527,12 @@ async fn single_logout_ends_the_idp_session_too() {
     let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
     let t: serde_json::Value = redeem(&s.app, &param(&done, "code").unwrap(), &verifier).await.json().await.unwrap();
     let logout = logout.replace(hint, t["id_token"].as_str().unwrap());
+    assert!(signed_in().await, "signed in again");
     let r = b.get(&logout).send().await.unwrap();
     let r = b.get(location(&r)).send().await.unwrap();
     let r = b.get(location(&r)).send().await.unwrap();
     assert_eq!(location(&r), "http://app.test/bye?state=xyz");
+    assert!(!signed_in().await, "the completed round trip leaves no session either");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,4 +610,20 @@ async fn an_idp_initiated_logout_ends_the_session_it_names() {
     assert_eq!(last["relay_state"], "rs-42");
     assert_eq!(last["issuer"], s.app.url("/saml/acme/metadata"));
     assert!(!signed_in(b).await, "signed out of Gatehouse");
+}
+
+/// A port another process holds is reported as taken (and `setup` starts over), not as an IdP
+/// that failed for an unknown reason, nor as one that is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
+    let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
+    let meta = get(s.app.url("/saml/acme/metadata")).await.unwrap().text().await.unwrap();
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let started = SamlIdp::try_start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(matches!(started, Err(PortTaken)), "an IdP on a held port");
+    // Released, the same port serves.
+    drop(held);
+    let idp = SamlIdp::start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(get(format!("{}/metadata", idp.base)).await.unwrap().status().is_success(), "the IdP serves");
 }

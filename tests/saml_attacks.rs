@@ -66,6 +66,46 @@ const TABLE: &[(&str, Expect)] = &[
     ("deflate_bomb", Expect::Redirect),
 ];
 
+/// Why each refused case is refused, as the log says it: the check that must catch it.
+fn reason(case: &str) -> &'static str {
+    match case {
+        "signature_removed" | "encrypted_unsigned" => "the response is not signed",
+        "tampered_nameid" | "tampered_attribute" | "attacker_keyinfo" | "cloned_certificate" => {
+            "signature does not verify with the configured certificates"
+        }
+        // Every wrapping variant carries a second (evil or moved) assertion: the shape check
+        // refuses it before any signature is looked at.
+        "xsw1" | "xsw2" | "xsw3" | "xsw4" | "xsw5" | "xsw6" | "xsw7" | "xsw8" | "two_assertions" => {
+            "expected exactly one assertion, found 2"
+        }
+        "duplicate_id" => "duplicate ID attribute",
+        "sha1_signature" => "xmldsig#rsa-sha1 is not accepted",
+        "hmac_signature" => "xmldsig-more#hmac-sha256 is not accepted",
+        "xslt_transform" => "REC-xslt-19991116 is not accepted",
+        "xpath_transform" => "REC-xpath-19991116 is not accepted",
+        "reference_uri_empty" => "the Reference does not point at the signed element's ID",
+        "signature_not_child" => "a Signature in an unexpected place",
+        "pi_in_nameid" => "processing instructions are not accepted",
+        "doctype_xxe" | "billion_laughs" | "internal_entity" => "DOCTYPE declarations are not accepted",
+        "wrong_audience" => "Audience is not this service provider",
+        "wrong_recipient" => "Recipient is not this connection's ACS URL",
+        "wrong_destination" => "Destination is not this connection's ACS URL",
+        "wrong_issuer" => "unexpected Issuer",
+        "in_response_to_other" => "InResponseTo is another request's",
+        "expired" => "assertion is too old",
+        "not_yet_valid" => "assertion issued in the future",
+        "status_failure" => "Responder",
+        "holder_of_key" => "no bearer SubjectConfirmation",
+        "unsolicited" => "InResponseTo is not this transaction's request",
+        "response_signed_only" => "response-only signing is not enabled",
+        "deep_nesting" => "nests deeper than 32 elements",
+        // One message for every decryption failure (no padding oracle): RSA PKCS#1 v1.5 is
+        // refused before any decryption is tried.
+        "encrypted_rsa15" => "the encrypted assertion could not be decrypted",
+        other => panic!("no reason written down for {other}"),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
     Accept,
@@ -86,7 +126,8 @@ fn config(keys: &str) -> String {
 }
 
 fn make_py(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("python3").arg(root().join("fixtures/saml/make.py")).args(args).output().unwrap();
+    let out =
+        output_within(Command::new("python3").arg(root().join("fixtures/saml/make.py")).args(args), PEER_DEADLINE);
     assert!(out.status.success(), "make.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -162,6 +203,7 @@ fn session_cookie_set(r: &reqwest::Response) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
+    let logs = capture_logs();
     let dir = TempDir::new();
     make_keys(&dir.0);
     let keys = dir.0.display().to_string();
@@ -198,6 +240,7 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
         let r = p.post(&acs, &responses, name).await;
         let status = r.status().as_u16();
         assert!(!session_cookie_set(&r), "{name}: no session");
+        let cid = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
         if *expect == Expect::Denied {
             // A refusal goes back to the client's trusted redirect URI (OIDC Core 3.1.2.6).
             assert_eq!(status, 303, "{name}: status");
@@ -208,9 +251,25 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
         } else {
             assert_eq!(status, 400, "{name}: status");
             assert!(r.headers().get("location").is_none(), "{name}: no redirect, so no code");
-            let cid = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
-            let page = r.text().await.unwrap();
+        }
+        let page = r.text().await.unwrap();
+        if *expect != Expect::Denied {
             assert!(page.contains(&cid), "{name}: an error page with the correlation id");
+        }
+        // Refused for the right reason: the one logged line of this request names it (a case
+        // refused by an unrelated check would pass on status alone).
+        let why: Vec<String> = logs
+            .of_request(&cid)
+            .iter()
+            .filter(|e| e["message"] == "login failed" || e["message"] == "sign-in refused")
+            .map(|e| e["detail"].as_str().or(e["reason"].as_str()).unwrap_or_default().to_owned())
+            .collect();
+        if *name == "oversized" {
+            assert!(why.is_empty(), "{name}: refused before the login is looked at: {why:?}");
+            assert!(page.contains("<code>invalid_request</code>"), "{name}: {page}");
+        } else {
+            let want = reason(name);
+            assert!(why.len() == 1 && why[0].contains(want), "{name}: refused for {why:?}, expected {want:?}");
         }
         // The transaction is spent: the same browser cannot retry it with a better response.
         // (An oversized body is refused before it is read: it never reaches the login.)
@@ -303,12 +362,10 @@ async fn a_signed_deflate_bomb_on_the_redirect_binding_is_refused() {
     );
     let data = dir.0.join("signed.txt");
     std::fs::write(&data, &signed).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(dir.0.join("idp.key"))
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(dir.0.join("idp.key")).arg(&data),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success());
     let sig = base64::engine::general_purpose::STANDARD.encode(out.stdout);
     let r =

@@ -463,6 +463,7 @@ async fn user(app: &TestApp, id: &str) -> Option<gatehouse::store::UserRecord> {
 
 #[tokio::test]
 async fn facebook_login_end_to_end_with_pkce_and_appsecret_proof() {
+    let logs = capture_logs();
     let (fake, app) = setup(Mode::Normal, APP_SECRET, 10_000).await;
     let b = browser();
     let (verifier, challenge) = pkce();
@@ -523,6 +524,22 @@ async fn facebook_login_end_to_end_with_pkce_and_appsecret_proof() {
     assert_eq!(seen.client_auth, ["post"], "the app secret goes in the form (client_secret_post)");
     assert_eq!((seen.profiles, seen.proofs_verified), (1, 1), "/me carried a valid appsecret_proof");
     assert_eq!(seen.fields, [Some(FB_FIELDS.to_owned())]);
+
+    // The whole login at trace level: neither secret, nor Facebook's code or token, nor ours,
+    // reached the logs in any encoding.
+    let upstream_code = param(&callback, "code").expect("Facebook's code on the callback");
+    let mut secrets = vec![
+        ("Facebook app secret", APP_SECRET),
+        ("client secret", WEB_SECRET),
+        ("Facebook's code", upstream_code.as_str()),
+        ("Facebook's access token", seen.issued[0].as_str()),
+        ("code", code.as_str()),
+        ("PKCE verifier", verifier.as_str()),
+    ];
+    for name in ["access_token", "id_token", "refresh_token"] {
+        secrets.push((name, t[name].as_str().unwrap()));
+    }
+    assert_no_secret_in(&logs.text(), &secrets);
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! tests/peers/oidc-provider, installed by scripts/setup) stands in for Google and for a
 //! generic OIDC IdP. Client app -> Gatehouse -> upstream -> Gatehouse -> client -> tokens.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,7 +32,7 @@ impl Idp {
             peer.join("node_modules/oidc-provider").is_dir(),
             "the oidc-provider peer is not installed: run ./scripts/setup"
         );
-        let mut child = Command::new("node")
+        let mut child = Command::new(node())
             .arg(peer.join("idp.mjs"))
             .env("PORT", "0")
             .env("CLIENT_ID", "gatehouse")
@@ -44,8 +43,7 @@ impl Idp {
             .stderr(Stdio::null())
             .spawn()
             .expect("node must be installed: run ./scripts/setup");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "oidc-provider");
         let issuer =
             line.strip_prefix("READY ").unwrap_or_else(|| panic!("idp did not start: {line:?}")).trim().to_owned();
         Self { child, issuer }
@@ -133,6 +131,7 @@ async fn tokens(s: &Setup, connection: &str, login: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_oidc_provider_signs_people_in() {
+    let logs = capture_logs();
     let s = setup(&[("okta", "oidc", "", "userinfo = true", alice("alice@example.com", true, "example.com"))]).await;
     let t = tokens(&s, "okta", "alice").await;
     let id = claims(t["id_token"].as_str().unwrap());
@@ -160,6 +159,14 @@ async fn a_generic_oidc_provider_signs_people_in() {
     assert_eq!(user.identities[0].connection.as_str(), "okta");
     assert_eq!(user.identities[0].provider, "oidc");
     assert!(!user.identities[0].is_social, "an enterprise OIDC connection");
+
+    // The whole brokered login at trace level: neither client secret (the upstream one went
+    // out in a Basic header or a form) nor any token reached the logs, in any encoding.
+    let mut secrets = vec![("upstream client secret", IDP_SECRET), ("client secret", WEB_SECRET)];
+    for name in ["access_token", "id_token", "refresh_token"] {
+        secrets.push((name, t[name].as_str().unwrap()));
+    }
+    assert_no_secret_in(&logs.text(), &secrets);
     assert_eq!(user.identities[0].profile_data["hd"], "example.com", "every upstream claim is kept");
     assert_eq!(user.logins_count, 1);
 }
@@ -229,10 +236,18 @@ async fn verified_emails_link_two_connections_to_one_user() {
     // A provider that did not verify the email gets a user of its own.
     let t = tokens(&s, "lax", "alice").await;
     assert_eq!(claims(t["id_token"].as_str().unwrap())["sub"], "oidc|alice-1", "an unverified email never links");
-    // Unlinking frees the identity: its next login makes a user of its own.
+    // Unlinking removes the identity from the user. The connection still links by verified
+    // email, so its next login links it again, as Auth0's account linking does: an unlink
+    // that should last needs linking off (or the email changed upstream).
     let after =
         s.app.core.store.users.unlink(&UserId::parse("auth0|ada").unwrap(), "okta", "alice-1").await.unwrap().unwrap();
-    assert_eq!(after.identities.len(), 1);
+    let connections: Vec<&str> = after.identities.iter().map(|i| i.connection.as_str()).collect();
+    assert_eq!(connections, ["users"], "unlinked");
+    let t = tokens(&s, "okta", "alice").await;
+    assert_eq!(claims(t["id_token"].as_str().unwrap())["sub"], "auth0|ada", "linked again by the verified email");
+    let ada = s.app.core.store.users.get(&UserId::parse("auth0|ada").unwrap()).await.unwrap().unwrap();
+    let connections: Vec<&str> = ada.identities.iter().map(|i| i.connection.as_str()).collect();
+    assert_eq!(connections, ["users", "okta"], "one identity per connection, not a duplicate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

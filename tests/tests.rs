@@ -16,6 +16,15 @@ mod oidc_attacks;
 /// Social OAuth 2.0 logins (Facebook, a generic oauth2 connection) against a local fake Facebook.
 mod social_oauth2;
 
+/// The credentials form's brute-force lock: shared by nodes, per username, expiring.
+mod brute_force;
+
+/// Exact redirect URI matching at /authorize, /token and logout, near miss by near miss.
+mod redirect_uris;
+
+/// Session cookie flags over http and https; CSRF tokens on every hosted form POST.
+mod hosted_pages;
+
 /// Every bad input gets a clear error and leaves nothing behind.
 mod bad_input;
 
@@ -25,11 +34,17 @@ mod http_limits;
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;
 
+/// scripts/setup's Node.js check and install, with fake node and npm commands.
+mod setup_script;
+
 /// Architecture invariants and docs, checked against the tree.
 mod tidy;
 
 /// A real browser (headless Chromium over WebDriver) through the `/demo` relying party.
 mod browser;
+
+/// A cross-site logout POST in Chromium leaves the session alive.
+mod browser_logout;
 
 /// The binary: embedded default, check-config, keys rotate.
 mod cli;
@@ -42,6 +57,9 @@ mod redis_store;
 
 /// Stateless nodes on one Redis: cross-node logins, races, key rotation, outages.
 mod multi_node;
+
+/// Redis keys and trace logs after logins: secrets only as hashes, none in any encoding.
+mod at_rest;
 
 /// Brokered login against a real OpenID Provider (npm oidc-provider): OIDC, Google, linking.
 mod social_oidc;

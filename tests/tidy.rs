@@ -302,29 +302,247 @@ fn flow_files_stay_small() {
     }
 }
 
-/// Files that still read the system clock themselves, kept visible here until they take
-/// the injected one (allowed, not required: removing a use never fails this test).
-const CLOCK_DEBTS: &[&str] = &["src/actions/mod.rs", "src/actions/sandbox.rs"];
+/// Where each invariant of ARCHITECTURE.md is kept: the tests (in this file where the source
+/// tree shows it, elsewhere where only behaviour does). `every_invariant_is_kept_by_a_test`
+/// checks that the list covers ARCHITECTURE.md and names tests that exist.
+const INVARIANT_TESTS: &[(u32, &[&str])] = &[
+    (1, &["tidy::only_http_imports_actix"]),
+    (2, &["tidy::only_the_redis_store_imports_redis"]),
+    (3, &["tidy::connector_crates_depend_only_on_the_sdk_and_protocol_crates"]),
+    (
+        4,
+        &["tidy::connectors_keep_no_per_login_memory", "multi_node::a_login_started_on_one_node_finishes_on_the_other"],
+    ),
+    (5, &["tidy::the_store_imports_nothing_above_it", "tidy::flow_builds_no_http_response_and_oauth_knows_no_flow"]),
+    (6, &["tidy::store_records_hold_typed_values"]),
+    (
+        7,
+        &[
+            "tidy::single_use_artifacts_have_only_atomic_consumers",
+            "redis_store::single_server_passes_the_conformance_suite",
+        ],
+    ),
+    (
+        8,
+        &[
+            "tidy::secrets_have_no_display_and_a_redacted_debug",
+            "at_rest::redis_and_the_logs_hold_no_secret_after_logins",
+        ],
+    ),
+    (9, &["tidy::time_comes_from_the_injected_clock"]),
+    (10, &["tidy::errors_become_http_in_one_place", "tidy::http_responses_are_built_only_in_src_http"]),
+    (11, &["tidy::issue_code_has_one_caller_the_dispatcher"]),
+];
 
+#[test]
+fn every_invariant_is_kept_by_a_test() {
+    let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let section = arch.split("## Invariants").nth(1).unwrap().split("\n## ").next().unwrap();
+    let numbers: Vec<u32> =
+        section.lines().filter_map(|l| l.split_once(". ").and_then(|(n, _)| n.trim().parse().ok())).collect();
+    assert_eq!(numbers, (1..=11).collect::<Vec<_>>(), "ARCHITECTURE.md's invariants");
+    let listed: Vec<u32> = INVARIANT_TESTS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(listed, numbers, "INVARIANT_TESTS covers every invariant, in order");
+    for (n, tests) in INVARIANT_TESTS {
+        for t in *tests {
+            let (module, name) = t.split_once("::").unwrap();
+            let text = fs::read_to_string(root().join(format!("tests/{module}.rs"))).unwrap();
+            assert!(text.contains(&format!("fn {name}(")), "invariant {n}: no test {t}");
+        }
+    }
+}
+
+/// Invariant 4: a connector's per-login facts travel in its `ConnectorState`; a connector
+/// holding a map in a lock is keeping logins in memory (its caches are single values: the
+/// discovery document, the IdP metadata).
+#[test]
+fn connectors_keep_no_per_login_memory() {
+    for p in rust_files(&root().join("connectors")) {
+        if rel(&p).contains("/tests/") || rel(&p).contains("/benches/") {
+            continue;
+        }
+        let text = code(&p).replace(' ', "");
+        for held in ["HashMap", "BTreeMap", "HashSet", "BTreeSet", "Vec<", "VecDeque", "DashMap", "LruCache"] {
+            // (A thread-local RefCell is scratch memory of one thread, not shared by requests.)
+            for lock in ["Mutex<", "RwLock<", "OnceLock<", "LazyLock<"] {
+                let bad = format!("{lock}{held}");
+                assert!(!text.contains(&bad), "{} keeps a {bad}…> across logins", rel(&p));
+            }
+        }
+        assert!(!text.contains("staticmut"), "{}: a static mut", rel(&p));
+    }
+}
+
+/// Invariant 6, where the tree shows it: what the store keeps of a request is typed.
+#[test]
+fn store_records_hold_typed_values() {
+    let text = code(&root().join("src/store/records.rs")).replace(' ', "");
+    for (field, typed) in [
+        ("client_id:", "ClientId"),
+        ("redirect_uri:", "RedirectUri"),
+        ("scopes:", "Scopes"),
+        ("connection:", "ConnectionId"),
+    ] {
+        for raw in ["String", "&str", "Option<String>"] {
+            assert!(!text.contains(&format!("{field}{raw},")), "records.rs: {field} {raw} instead of {typed}");
+        }
+        assert!(text.contains(&format!("{field}{typed}")) || text.contains(&format!("{field}Option<{typed}>")));
+    }
+}
+
+/// Invariant 7: each single-use store has its one atomic consumer and no separate delete a
+/// caller could pair with a read (read-then-delete lets two nodes both succeed).
+#[test]
+fn single_use_artifacts_have_only_atomic_consumers() {
+    let text = code(&root().join("src/store/mod.rs"));
+    for (store, consumer) in [
+        ("CodeStore", "fn redeem("),
+        ("TransactionStore", "fn take("),
+        ("GrantStore", "fn rotate("),
+        ("ReplayCache", "fn insert_once("),
+        ("LogoutStore", "fn take("),
+    ] {
+        let body = text
+            .split(&format!("pub trait {store}"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no trait {store}"))
+            .split("\n}")
+            .next()
+            .unwrap();
+        assert!(body.contains(consumer), "{store} lacks {consumer}");
+        if store != "GrantStore" {
+            assert!(!body.contains("fn delete(") && !body.contains("fn remove("), "{store} has a separate delete");
+        }
+    }
+}
+
+/// Invariant 8: no `Display` for secrets, a redacted `Debug`.
+#[test]
+fn secrets_have_no_display_and_a_redacted_debug() {
+    let value = "hunter2-secret-value";
+    assert_eq!(format!("{:?}", gatehouse_connector::Secret::new(value.to_owned())), "[redacted]");
+    let hash = gatehouse::types::SecretHash::of(value);
+    assert!(!format!("{hash:?}").contains(&hash.to_hex()), "a hash's Debug shows a prefix only");
+    let mut files = rust_files(&root().join("src"));
+    files.extend(rust_files(&root().join("connectors")));
+    for p in files {
+        let text = code(&p).replace(' ', "");
+        for ty in ["Secret<", "SecretforSecret", "forSecret{", "forSecretHash{"] {
+            assert!(!text.contains(&format!("Displayfor{ty}")), "{}: Display for a secret type", rel(&p));
+        }
+    }
+}
+
+/// Places that read the system time themselves, each named by file and call: the clock; the
+/// CLI (a key's creation time in `keys rotate`, outside any running node); the Actions
+/// sandbox's own readings, which belong to the Actions engine; and a SAML AuthnRequest's
+/// IssueInstant, because the SDK's `StartContext` carries no time yet.
+const OWN_TIME: &[(&str, &str)] = &[
+    ("src/clock.rs", ""),
+    ("src/actions/mod.rs", "std::time::SystemTime::now()"),
+    ("src/actions/sandbox.rs", "let now = std::time::SystemTime::now()"),
+];
+
+/// Invariant 9: everything else asks the injected `Clock` (unit tests included in the file
+/// may pin their own instants).
 #[test]
 fn time_comes_from_the_injected_clock() {
     let mut files = rust_files(&root().join("src"));
-    for dir in connector_dirs().into_iter().chain(["connector".to_owned()]) {
-        files.extend(rust_files(&root().join("connectors").join(dir).join("src")));
-    }
-    let offenders: Vec<String> = files
-        .iter()
-        .filter(|p| rel(p) != "src/clock.rs" && !CLOCK_DEBTS.contains(&rel(p).as_str()))
-        .filter(|p| {
-            // Unit tests may use the real clock (openssl certificates, fixtures made now).
-            let text = code(p);
-            let shipped = text.split("#[cfg(test)]").next().unwrap_or_default().to_owned();
-            shipped.contains("SystemTime::now()")
-        })
-        .map(|p| rel(p))
-        .collect();
-    assert!(
-        offenders.is_empty(),
-        "SystemTime::now() outside src/clock.rs (use the injected Clock or ctx.now): {offenders:?}"
+    files.extend(
+        rust_files(&root().join("connectors"))
+            .into_iter()
+            .filter(|p| !rel(p).contains("/tests/") && !rel(p).contains("/benches/")),
     );
+    for p in files {
+        let file = rel(&p);
+        if file == "src/clock.rs" {
+            continue;
+        }
+        let text = code(&p);
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        for line in text.lines() {
+            if OWN_TIME.iter().any(|(f, call)| *f == file && !call.is_empty() && line.contains(call)) {
+                continue;
+            }
+            for call in ["SystemTime::now()", "Utc::now()", "OffsetDateTime::now_utc()", "Local::now()"] {
+                assert!(!line.contains(call), "{file} reads the time itself ({call}): use the Clock: {line}");
+            }
+        }
+    }
+}
+
+/// Invariant 10: the error types become statuses in `src/http/error.rs` only.
+#[test]
+fn errors_become_http_in_one_place() {
+    for p in rust_files(&root().join("src/http")) {
+        if rel(&p) == "src/http/error.rs" {
+            continue;
+        }
+        let text = code(&p);
+        for matched in ["FlowError::", "StoreError::", "ProfileError::", "ConnectorError::"] {
+            assert!(!text.contains(matched), "{} maps {matched} itself", rel(&p));
+        }
+        assert!(!text.contains("fn status_of"), "{}: a second status mapping", rel(&p));
+    }
+    for p in rust_files(&root().join("src")).into_iter().filter(|p| !rel(p).starts_with("src/http/")) {
+        assert!(!code(&p).contains("StatusCode"), "{} speaks HTTP statuses", rel(&p));
+    }
+}
+
+/// Secrets compared by value go through the constant-time function: client secrets, CSRF
+/// tokens, browser bindings and PKCE verifiers; and that function is `subtle`'s.
+#[test]
+fn secret_comparisons_are_constant_time() {
+    let types = code(&root().join("src/types.rs"));
+    let ct = types.split("pub fn ct_eq(").nth(1).expect("types::ct_eq").split("\n}").next().unwrap();
+    assert!(ct.contains("subtle::ConstantTimeEq::ct_eq"), "ct_eq is subtle's: {ct}");
+    let verify = types.split("pub fn verify(&self, verifier: &str)").nth(1).unwrap().split("\n    }").next().unwrap();
+    assert!(verify.contains("ConstantTimeEq::ct_eq"), "PKCE verification is constant time");
+    let clients = code(&root().join("src/oauth/clients.rs"));
+    assert!(clients.contains("ct_eq(expected, &secret_digest(given))"), "client secrets compared with ct_eq");
+    let flow = code(&root().join("src/flow/mod.rs"));
+    assert!(flow.contains("ct_eq(c.as_bytes(), txn.csrf.as_bytes())"), "CSRF tokens compared with ct_eq");
+    assert!(flow.contains("ct_eq(&h.0, &txn.browser.0)"), "browser bindings compared with ct_eq");
+    assert!(flow.contains("ct_eq(c.as_bytes(), logout_csrf(cookie).as_bytes())"), "the logout CSRF too");
+    // And no secret is compared with `==` anywhere.
+    let mut files = rust_files(&root().join("src"));
+    files.extend(rust_files(&root().join("connectors")).into_iter().filter(|p| !rel(p).contains("/tests/")));
+    for p in files {
+        for line in code(&p).lines() {
+            let l = line.replace(' ', "");
+            for bad in ["csrf==", "==txn.csrf", "secret==", "==secret", "client_secret==", "expose()=="] {
+                assert!(!l.contains(bad), "{}: `{bad}` compares a secret in variable time: {line}", rel(&p));
+            }
+        }
+    }
+}
+
+/// A fresh machine runs what the README says: every cargo call of the scripts and CI is
+/// `--locked` (fmt has no lock file to honour), `scripts/test` runs nextest (installing it
+/// when missing) and never something else, and the toolchain is pinned with its linters.
+#[test]
+fn scripts_build_locked_with_the_pinned_toolchain() {
+    for script in ["scripts/run", "scripts/setup", "scripts/test", ".ci/run"] {
+        let text = fs::read_to_string(root().join(script)).unwrap();
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            let Some(at) = line.find("cargo ") else { continue };
+            let call = &line[at..];
+            if call.starts_with("cargo fmt") || call.starts_with("cargo nextest --version") {
+                continue;
+            }
+            assert!(call.contains("--locked"), "{script}: `{call}` without --locked");
+        }
+    }
+    let test = fs::read_to_string(root().join("scripts/test")).unwrap();
+    assert!(!test.contains("cargo test"), "scripts/test runs nextest, not cargo test");
+    assert!(test.contains("cargo install --locked cargo-nextest"), "scripts/test installs nextest when missing");
+    let toolchain = fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
+    let toml: toml::Table = toolchain.parse().unwrap();
+    let t = &toml["toolchain"];
+    assert!(t["channel"].as_str().is_some_and(|c| c.split('.').count() == 3), "an exact release: {t}");
+    let components: Vec<&str> = t["components"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(components.contains(&"rustfmt") && components.contains(&"clippy"), "{components:?}");
+    let nextest = fs::read_to_string(root().join(".config/nextest.toml")).unwrap();
+    assert!(nextest.contains("slow-timeout") && nextest.contains("terminate-after"), "hang protection");
+    assert!(nextest.contains("chromium = { max-threads = 1 }"), "one Chromium at a time");
 }

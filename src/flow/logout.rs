@@ -10,7 +10,7 @@ use crate::oauth::{OAuthError, Params};
 use crate::session;
 use crate::state::Core;
 use crate::store::SessionRecord;
-use crate::types::{ClientId, ConnectionId, random_token};
+use crate::types::{ClientId, ConnectionId, SecretHash, ct_eq, random_token};
 
 /// RP-initiated logout: what to do after the session is closed.
 pub enum LogoutNext {
@@ -57,11 +57,24 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
             Some(url)
         }
     };
-    if hint.is_none() && !confirmed && browser.session.is_some() {
-        let keep = ["post_logout_redirect_uri", "client_id", "state"];
-        let fields =
-            p.pairs().iter().filter(|(k, _)| keep.contains(&k.as_str())).cloned().collect::<Vec<(String, String)>>();
-        return Ok(LogoutNext::Confirm(fields));
+    if hint.is_none()
+        && let Some(cookie) = browser.session.as_deref()
+    {
+        if !confirmed {
+            let keep = ["post_logout_redirect_uri", "client_id", "state"];
+            let mut fields = p
+                .pairs()
+                .iter()
+                .filter(|(k, _)| keep.contains(&k.as_str()))
+                .cloned()
+                .collect::<Vec<(String, String)>>();
+            fields.push(("csrf".to_owned(), logout_csrf(cookie)));
+            return Ok(LogoutNext::Confirm(fields));
+        }
+        match p.get("csrf") {
+            Some(c) if ct_eq(c.as_bytes(), logout_csrf(cookie).as_bytes()) => {}
+            _ => return Err(FlowError::Csrf),
+        }
     }
     if let Some(cookie) = browser.session.as_deref() {
         let live = session::find(&core.store, Some(cookie), core.clock.now()).await?;
@@ -80,6 +93,15 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
         }
     }
     Ok(redirect.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
+}
+
+/// The CSRF token of the logout confirmation form, derived from the browser's session cookie
+/// (a secret no other site can read; the token reveals nothing of it): a form posted from
+/// elsewhere, or carrying another session's token, signs nobody out. SameSite=Lax already
+/// keeps the cookie off cross-site POSTs; this holds where SameSite does not (same-site
+/// subdomains, older browsers).
+fn logout_csrf(session_cookie: &str) -> String {
+    SecretHash::of(&format!("logout-csrf:{session_cookie}")).to_hex()
 }
 
 /// What a connector is told about an upstream logout: where the upstream sends the browser

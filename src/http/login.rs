@@ -290,7 +290,12 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
                     page.html(StatusCode::OK, "signed_out.html", serde_json::json!({}))
                 }
             };
-            let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
+            // Only a request that brought the session cookie clears it. A cross-site POST
+            // arrives without it (SameSite=Lax) and ends nothing; clearing it anyway would sign
+            // the person out of this browser from any other site.
+            if page.browser.session.is_some() {
+                let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
+            }
             resp
         }
         Err(e) => flow_page(&page, &e),

@@ -33,6 +33,12 @@ fn read_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
     }
 }
 
+/// The API endpoints' error handlers: an oversized body is answered in RFC 6749 JSON.
+fn api_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
+    actix_web::middleware::ErrorHandlers::new()
+        .handler(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, error::api_payload_too_large)
+}
+
 /// Mount every route on an actix app (tests mount it the same way).
 pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
@@ -45,15 +51,26 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/.well-known/jwks.json").get(api::jwks))
             .service(web::resource("/authorize").get(login::authorize).post(login::authorize))
             .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
-            .service(web::resource("/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)))
+            .service(
+                web::resource("/token")
+                    .wrap(api_errors())
+                    .post(api::token)
+                    .route(web::method(Method::OPTIONS).to(api::preflight)),
+            )
             .service(
                 web::resource("/userinfo")
+                    .wrap(api_errors())
                     .get(api::userinfo)
                     .post(api::userinfo)
                     .route(web::method(Method::OPTIONS).to(api::preflight)),
             )
-            .service(web::resource("/revoke").post(api::revoke).route(web::method(Method::OPTIONS).to(api::preflight)))
-            .service(web::resource("/introspect").post(api::introspect))
+            .service(
+                web::resource("/revoke")
+                    .wrap(api_errors())
+                    .post(api::revoke)
+                    .route(web::method(Method::OPTIONS).to(api::preflight)),
+            )
+            .service(web::resource("/introspect").wrap(api_errors()).post(api::introspect))
             .service(web::resource("/logout").get(login::logout).post(login::logout))
             .service(web::resource("/healthz").get(ops::healthz))
             .service(web::resource("/readyz").get(ops::readyz))

@@ -81,23 +81,29 @@ fn expand(names: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+impl Config {
+    /// Where the federation metadata is fetched from: the URL given, or the one ADFS serves
+    /// on `adfs_host`; `None` for a metadata file. Exactly one source must be given.
+    fn metadata_url(&self) -> Result<Option<Url>, ConnectorError> {
+        match (&self.federation_metadata_url, &self.adfs_host, &self.federation_metadata_file) {
+            (Some(u), None, None) => Ok(Some(u.clone())),
+            (None, Some(host), None) => Url::parse(&format!("https://{host}{METADATA_PATH}"))
+                .map(Some)
+                .map_err(|e| ConnectorError::Misconfigured(format!("adfs_host: {e}"))),
+            (None, None, Some(_)) => Ok(None),
+            _ => Err(ConnectorError::Misconfigured(
+                "give one of adfs_host, federation_metadata_url, federation_metadata_file".into(),
+            )),
+        }
+    }
+
+}
+
 impl ConnectorConfig for Config {
     type Connector = AdfsConnector;
 
     fn open(self, ctx: &OpenContext) -> Result<AdfsConnector, ConnectorError> {
-        let url = match (self.federation_metadata_url, &self.adfs_host, &self.federation_metadata_file) {
-            (Some(u), None, None) => Some(u),
-            (None, Some(host), None) => Some(
-                Url::parse(&format!("https://{host}{METADATA_PATH}"))
-                    .map_err(|e| ConnectorError::Misconfigured(format!("adfs_host: {e}")))?,
-            ),
-            (None, None, Some(_)) => None,
-            _ => {
-                return Err(ConnectorError::Misconfigured(
-                    "give one of adfs_host, federation_metadata_url, federation_metadata_file".into(),
-                ));
-            }
-        };
+        let url = self.metadata_url()?;
         gatehouse_connector_saml::Config {
             idp_metadata_file: self.federation_metadata_file,
             idp_metadata_url: url,
@@ -163,7 +169,13 @@ mod tests {
 
     #[test]
     fn the_host_gives_the_metadata_url_and_one_source_is_required() {
-        assert!(config(serde_json::json!({"adfs_host": "adfs.corp.example"})).open(&ctx()).is_ok());
+        let host = config(serde_json::json!({"adfs_host": "adfs.corp.example"}));
+        assert_eq!(
+            host.metadata_url().unwrap().map(String::from).as_deref(),
+            Some("https://adfs.corp.example/FederationMetadata/2007-06/FederationMetadata.xml"),
+            "ADFS's own metadata path, over https"
+        );
+        assert!(host.open(&ctx()).is_ok());
         assert!(config(serde_json::json!({})).open(&ctx()).is_err());
         let both = serde_json::json!({"adfs_host": "a.example", "federation_metadata_url": "https://b.example/m"});
         assert!(config(both).open(&ctx()).is_err());

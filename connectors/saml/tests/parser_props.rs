@@ -3,8 +3,9 @@
 //! `verify_document` path. The central property is that no mutation of a correctly signed
 //! response can make the verifier accept content other than what was signed.
 //!
-//! Case counts are fixed and small so the file stays fast in debug builds on CI; nothing is
-//! persisted (`failure_persistence: None`), a failure prints its minimal input instead.
+//! Case counts are fixed and small so the file stays fast in debug builds on CI. A failing
+//! case's seed is persisted in `tests/parser_props.proptest-regressions` (commit it): every
+//! later run replays it first, so a real bug stays a reproducible red, not an intermittent one.
 
 use std::sync::LazyLock;
 
@@ -16,7 +17,7 @@ use gatehouse_connector_saml::{binding, metadata, verify_document};
 use openssl::pkey::{PKey, Private};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, FileFailurePersistence};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -28,7 +29,11 @@ const NAME_ID: &str = "selftest-user";
 const ASSERTION_ID: &str = "_22222222222222222222222222222222";
 
 fn config(cases: u32) -> Config {
-    Config { cases, failure_persistence: None, ..Config::default() }
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..Config::default()
+    }
 }
 
 fn selftest_policy() -> Policy {

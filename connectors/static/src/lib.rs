@@ -205,6 +205,7 @@ impl Connector for StaticConnector {
             nickname: user.username.split('@').next().map(str::to_owned),
             groups: user.groups.clone(),
             raw,
+            // The login's own "now" (the injected clock), so tests that pin time see it here too.
             authenticated_at: Some(ctx.now),
             amr: vec!["pwd".into()],
             ..Default::default()
