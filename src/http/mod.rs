@@ -99,6 +99,14 @@ pub async fn observe(
     Ok(res)
 }
 
+/// The log filter with the HTTP server's own noise removed: actix-http reports a client's
+/// malformed, truncated or timed-out request as an ERROR ("stream error"). It is the
+/// client's doing and already answered (400, 408, a closed connection), so it is silenced
+/// unless the filter names actix_http itself.
+pub fn log_filter(filter: &str) -> String {
+    if filter.contains("actix_http") { filter.to_owned() } else { format!("{filter},actix_http::h1::dispatcher=off") }
+}
+
 /// Run the HTTP server on an already bound listener until it is stopped.
 pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> std::io::Result<()> {
     // The head within `request_timeout` (slow-loris); the body's deadline is `body::buffer`'s.
@@ -110,4 +118,13 @@ pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> st
         .listen(listener)?
         .run()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transport_errors_of_clients_are_not_logged_unless_asked_for() {
+        assert_eq!(super::log_filter("info"), "info,actix_http::h1::dispatcher=off");
+        assert_eq!(super::log_filter("debug,actix_http=trace"), "debug,actix_http=trace");
+    }
 }
