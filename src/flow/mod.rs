@@ -506,7 +506,7 @@ pub async fn credentials(
         core.metrics.login(conn_id.as_str(), "throttled");
         return Err(FlowError::TooManyAttempts);
     }
-    let ctx = finish_context(core, &conn, &txn, browser);
+    let ctx = finish_context(core, &conn, &txn);
     let input = CallbackInput::Credentials { username: username.to_owned(), password };
     match conn.connector.finish(&ctx, txn.connector_state.clone().unwrap_or_default(), input).await {
         Ok(identity) => {
@@ -530,11 +530,10 @@ pub async fn credentials(
     }
 }
 
-fn finish_context(core: &Core, conn: &Connection, txn: &TransactionRecord, browser: &Browser) -> FinishContext {
+fn finish_context(core: &Core, conn: &Connection, txn: &TransactionRecord) -> FinishContext {
     FinishContext {
         callback_url: conn.callback_url.clone(),
         transaction_id: txn.id.clone(),
-        client_ip: browser.ip,
         now: core.clock.system_time(),
     }
 }
@@ -583,7 +582,7 @@ pub async fn callback(
     let txn = core.store.transactions.take(txn_id).await?.ok_or(FlowError::UnknownTransaction)?;
     let conn_id = txn.connection.clone().filter(|c| c.as_str() == connection).ok_or(FlowError::UnknownTransaction)?;
     let conn = core.connections.get(&conn_id).ok_or(FlowError::ConnectionNotAllowed)?.clone();
-    let ctx = finish_context(core, &conn, &txn, browser);
+    let ctx = finish_context(core, &conn, &txn);
     match conn.connector.finish(&ctx, txn.connector_state.clone().unwrap_or_default(), input).await {
         Ok(identity) => {
             claim_single_use(core, &conn_id, &identity).await?;
@@ -634,7 +633,6 @@ async fn unsolicited(
     let ctx = FinishContext {
         callback_url: conn.callback_url.clone(),
         transaction_id: String::new(),
-        client_ip: browser.ip,
         now: core.clock.system_time(),
     };
     let Some(unsolicited) = conn.connector.unsolicited() else {

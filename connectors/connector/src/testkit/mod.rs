@@ -53,7 +53,7 @@ pub fn start_context(txn: &str, now: SystemTime) -> StartContext {
 
 /// What the core passes to `finish` for transaction `txn` at `now`.
 pub fn finish_context(txn: &str, now: SystemTime) -> FinishContext {
-    FinishContext { callback_url: callback_url(), transaction_id: txn.into(), client_ip: None, now }
+    FinishContext { callback_url: callback_url(), transaction_id: txn.into(), now }
 }
 
 fn url(s: &str) -> Url {
