@@ -63,27 +63,12 @@ impl Metrics {
     }
 }
 
-/// actix-http reports a client's malformed, truncated or timed-out request as an ERROR
-/// ("stream error"). It is the client's doing and already answered (400, 408, a closed
-/// connection), so it is silenced unless the filter names actix_http itself.
-fn quiet_transport(filter: &str) -> String {
-    if filter.contains("actix_http") { filter.to_owned() } else { format!("{filter},actix_http::h1::dispatcher=off") }
-}
-
 /// Install the global log subscriber (once per process; later calls are ignored).
 pub fn init_logging(json: bool, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let spec = std::env::var("GATEHOUSE_LOG").unwrap_or_else(|_| filter.to_owned());
-    let filter = EnvFilter::try_new(quiet_transport(&spec)).unwrap_or_else(|_| EnvFilter::new(quiet_transport(filter)));
+    let filter = EnvFilter::try_new(crate::http::log_filter(&spec))
+        .unwrap_or_else(|_| EnvFilter::new(crate::http::log_filter(filter)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn transport_errors_of_clients_are_not_logged_unless_asked_for() {
-        assert_eq!(super::quiet_transport("info"), "info,actix_http::h1::dispatcher=off");
-        assert_eq!(super::quiet_transport("debug,actix_http=trace"), "debug,actix_http=trace");
-    }
 }

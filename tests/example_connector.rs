@@ -88,7 +88,6 @@ async fn the_guides_example_connector_works_through_the_trait() {
     let finish = FinishContext {
         callback_url: ctx().callback_url,
         transaction_id: "t1".into(),
-        client_ip: None,
         now: std::time::SystemTime::UNIX_EPOCH,
     };
     let good = CallbackInput::Credentials { username: "Ada".into(), password: Secret::new("open sesame".into()) };

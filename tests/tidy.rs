@@ -568,3 +568,28 @@ fn scripts_build_locked_with_the_pinned_toolchain() {
     assert!(nextest.contains("slow-timeout") && nextest.contains("terminate-after"), "hang protection");
     assert!(nextest.contains("chromium = { max-threads = 1 }"), "one Chromium at a time");
 }
+
+#[test]
+fn every_connector_runs_the_conformance_kit() {
+    for dir in connector_dirs() {
+        let path = root().join("connectors").join(&dir).join("tests/conformance.rs");
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|_| panic!("connectors/{dir}/tests/conformance.rs is missing"));
+        assert!(
+            text.contains("testkit::conformance::{Harness, run}") && text.contains("run(&"),
+            "connectors/{dir}/tests/conformance.rs must run the SDK's conformance kit"
+        );
+    }
+}
+
+#[test]
+fn architecture_names_every_settings_file() {
+    let architecture = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let row = architecture.lines().find(|l| l.starts_with("| `src/settings/` |")).expect("a settings row");
+    for p in rust_files(&root().join("src/settings")) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "mod.rs" && name != "tests.rs" {
+            assert!(row.contains(&format!("`{name}`")), "ARCHITECTURE.md's settings row does not name {name}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_connector::{CallbackInput, ConnectorError, FinishContext, UpstreamIdentity};
+use gatehouse_connector::{CallbackInput, ConnectorError, UpstreamIdentity};
 
 use super::binding::take_bound;
 use super::error::connector_error;
@@ -45,12 +45,7 @@ pub async fn callback(
         return Err(FlowError::UnknownTransaction);
     }
     let conn = core.connections.get(&expected).ok_or(FlowError::ConnectionNotAllowed)?.clone();
-    let ctx = FinishContext {
-        callback_url: conn.callback_url.clone(),
-        transaction_id: txn.id.to_string(),
-        client_ip: browser.ip,
-        now: core.clock.system_time(),
-    };
+    let ctx = super::connect::finish_context(core, &conn, Some(&txn.id));
     match conn.connector.finish(&ctx, state, input).await {
         Ok(identity) => {
             claim_single_use(core, &expected, &identity).await?;
@@ -98,12 +93,7 @@ async fn unsolicited(
     let conn_id = conn.settings.id.clone();
     let raw = conn.settings.idp_initiated.as_ref().ok_or(FlowError::UnknownTransaction)?;
     let target = core.settings.idp_initiated_target(&conn.settings, raw).map_err(FlowError::Misconfigured)?;
-    let ctx = FinishContext {
-        callback_url: conn.callback_url.clone(),
-        transaction_id: String::new(),
-        client_ip: browser.ip,
-        now: core.clock.system_time(),
-    };
+    let ctx = super::connect::finish_context(core, &conn, None);
     let Some(unsolicited) = conn.connector.unsolicited() else {
         return Err(FlowError::Misconfigured("this connection's connector takes no unsolicited responses".into()));
     };

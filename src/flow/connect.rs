@@ -1,6 +1,6 @@
 //! Start the chosen connection's connector and remember where the login waits.
 
-use gatehouse_connector::{Start, StartContext};
+use gatehouse_connector::{FinishContext, Start, StartContext};
 
 use super::binding::save;
 use super::error::connector_error;
@@ -8,6 +8,7 @@ use super::{FlowError, Next, Outcome};
 use crate::connections::Connection;
 use crate::state::Core;
 use crate::store::{Step, TransactionRecord};
+use crate::types::TransactionId;
 
 /// Run the connector's `start` and store the transaction at the step it leads to: the
 /// upstream's callback, or the hosted credentials form.
@@ -38,4 +39,14 @@ pub(super) async fn connect(core: &Core, mut txn: TransactionRecord, conn: &Conn
     };
     save(core, &txn).await?;
     Ok(Outcome::next(next))
+}
+
+/// What a connector's `finish` is told: where the upstream came back, which transaction
+/// (none for an IdP-initiated response), and now.
+pub(super) fn finish_context(core: &Core, conn: &Connection, txn: Option<&TransactionId>) -> FinishContext {
+    FinishContext {
+        callback_url: conn.callback_url.clone(),
+        transaction_id: txn.map(ToString::to_string).unwrap_or_default(),
+        now: core.clock.system_time(),
+    }
 }

@@ -1,7 +1,7 @@
 //! The hosted credentials form (static users, later LDAP and database users): throttled per
 //! username and address, checked by the connector, then handed to [`resume`](super::resume).
 
-use gatehouse_connector::{CallbackInput, ConnectorError, FinishContext, Secret};
+use gatehouse_connector::{CallbackInput, ConnectorError, Secret};
 
 use super::binding::{check_csrf, load_bound, take_bound};
 use super::error::connector_error;
@@ -40,12 +40,7 @@ pub async fn credentials(
         core.metrics.login(connection.as_str(), "throttled");
         return Err(FlowError::TooManyAttempts);
     }
-    let ctx = FinishContext {
-        callback_url: conn.callback_url.clone(),
-        transaction_id: txn.id.to_string(),
-        client_ip: browser.ip,
-        now: core.clock.system_time(),
-    };
+    let ctx = super::connect::finish_context(core, &conn, Some(&txn.id));
     let input = CallbackInput::Credentials { username: username.to_owned(), password };
     match conn.connector.finish(&ctx, state.clone(), input).await {
         Ok(identity) => {

@@ -71,9 +71,12 @@ pub async fn buffer(mut req: ServiceRequest) -> Result<ServiceRequest, ServiceRe
         *r.status_mut() = status;
         r
     } else {
+        // Browsers get the page every other bad sign-in request gets (400), except for a
+        // timeout, which the status must say.
+        let status = if status == StatusCode::REQUEST_TIMEOUT { status } else { StatusCode::BAD_REQUEST };
         let page = Page::from_request(req.request(), &mut Payload::None).into_inner();
         match page {
-            Ok(page) => page.error(status, "This request could not be read", description, "invalid_request"),
+            Ok(page) => page.error(status, "This sign-in request is invalid", description, "invalid_request"),
             Err(_) => HttpResponse::build(status).finish(),
         }
     };

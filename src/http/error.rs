@@ -33,21 +33,6 @@ pub fn oauth_json(e: &OAuthError) -> HttpResponse {
     r.json(serde_json::json!({ "error": e.code.as_str(), "error_description": e.description }))
 }
 
-/// A body over the API limit: actix's body extractor answers a bare-text 413 before any
-/// handler runs; this error handler (on the API resources, see `mod.rs`) makes it RFC 6749
-/// JSON like every other refused request.
-pub fn api_payload_too_large<B>(
-    res: actix_web::dev::ServiceResponse<B>,
-) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
-    tracing::info!(kind = "invalid_request", path = %res.request().path(), "request body over the limit");
-    let mut json = oauth_json(&OAuthError::invalid_request("the request body is too large"));
-    *json.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    let (req, _) = res.into_parts();
-    Ok(actix_web::middleware::ErrorHandlerResponse::Response(
-        actix_web::dev::ServiceResponse::new(req, json).map_into_right_body(),
-    ))
-}
-
 /// RFC 6750 errors for protected resources (`/userinfo`).
 pub fn bearer_error(e: &OAuthError) -> HttpResponse {
     if e.code != ErrorCode::InvalidToken {

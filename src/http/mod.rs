@@ -33,12 +33,6 @@ fn read_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
     }
 }
 
-/// The API endpoints' error handlers: an oversized body is answered in RFC 6749 JSON.
-fn api_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
-    actix_web::middleware::ErrorHandlers::new()
-        .handler(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, error::api_payload_too_large)
-}
-
 /// Mount every route on an actix app (tests mount it the same way).
 pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
@@ -51,26 +45,15 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/.well-known/jwks.json").get(api::jwks))
             .service(web::resource("/authorize").get(login::authorize).post(login::authorize))
             .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
-            .service(
-                web::resource("/token")
-                    .wrap(api_errors())
-                    .post(api::token)
-                    .route(web::method(Method::OPTIONS).to(api::preflight)),
-            )
+            .service(web::resource("/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)))
             .service(
                 web::resource("/userinfo")
-                    .wrap(api_errors())
                     .get(api::userinfo)
                     .post(api::userinfo)
                     .route(web::method(Method::OPTIONS).to(api::preflight)),
             )
-            .service(
-                web::resource("/revoke")
-                    .wrap(api_errors())
-                    .post(api::revoke)
-                    .route(web::method(Method::OPTIONS).to(api::preflight)),
-            )
-            .service(web::resource("/introspect").wrap(api_errors()).post(api::introspect))
+            .service(web::resource("/revoke").post(api::revoke).route(web::method(Method::OPTIONS).to(api::preflight)))
+            .service(web::resource("/introspect").post(api::introspect))
             .service(web::resource("/logout").get(login::logout).post(login::logout))
             .service(web::resource("/healthz").get(ops::healthz))
             .service(web::resource("/readyz").get(ops::readyz))
@@ -116,6 +99,14 @@ pub async fn observe(
     Ok(res)
 }
 
+/// The log filter with the HTTP server's own noise removed: actix-http reports a client's
+/// malformed, truncated or timed-out request as an ERROR ("stream error"). It is the
+/// client's doing and already answered (400, 408, a closed connection), so it is silenced
+/// unless the filter names actix_http itself.
+pub fn log_filter(filter: &str) -> String {
+    if filter.contains("actix_http") { filter.to_owned() } else { format!("{filter},actix_http::h1::dispatcher=off") }
+}
+
 /// Run the HTTP server on an already bound listener until it is stopped.
 pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> std::io::Result<()> {
     // The head within `request_timeout` (slow-loris); the body's deadline is `body::buffer`'s.
@@ -127,4 +118,13 @@ pub async fn serve(core: Arc<Core>, listener: TcpListener, workers: usize) -> st
         .listen(listener)?
         .run()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transport_errors_of_clients_are_not_logged_unless_asked_for() {
+        assert_eq!(super::log_filter("info"), "info,actix_http::h1::dispatcher=off");
+        assert_eq!(super::log_filter("debug,actix_http=trace"), "debug,actix_http=trace");
+    }
 }

@@ -30,7 +30,6 @@
 //! own tests and a conformance kit every connector crate runs against itself.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -155,7 +154,6 @@ pub struct FinishContext {
     pub callback_url: Url,
     /// The transaction this callback was matched to (empty for an unsolicited response).
     pub transaction_id: String,
-    pub client_ip: Option<IpAddr>,
     /// Now, from Gatehouse's injected clock.
     pub now: SystemTime,
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use gatehouse_connector::testkit::server::{FakeServer, Request, Response};
+use gatehouse_connector::testkit::{authorization_request, oauth_refusal};
 use gatehouse_connector::{CallbackInput, Start};
 use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 
@@ -83,22 +84,8 @@ impl FakeProvider {
 
     /// The person (or the provider) refuses: `error=access_denied` with the request's `state`.
     pub fn refuse(&self, start: &Start) -> CallbackInput {
-        let state = authorization_request(start).into_iter().find(|(k, _)| k == "state").map(|(_, v)| v);
-        CallbackInput::Query(vec![
-            ("error".into(), "access_denied".into()),
-            ("error_description".into(), "the person said no".into()),
-            ("state".into(), state.unwrap_or_default()),
-        ])
+        oauth_refusal(start)
     }
-}
-
-fn authorization_request(start: &Start) -> Vec<(String, String)> {
-    let Start::Redirect { url } = start else { panic!("an OAuth 2.0 login starts with a redirect: {start:?}") };
-    url.query_pairs().into_owned().collect()
-}
-
-fn error(code: &str) -> Response {
-    Response::json(400, &serde_json::json!({"error": code}))
 }
 
 impl Inner {
@@ -128,20 +115,20 @@ impl Inner {
             return Response::json(401, &serde_json::json!({"error": "invalid_client"}));
         }
         if r.param("grant_type").as_deref() != Some("authorization_code") {
-            return error("unsupported_grant_type");
+            return Response::oauth_error("unsupported_grant_type");
         }
         // Redeemed once: a second use finds nothing.
         let Some(grant) = r.param("code").and_then(|c| self.codes.lock().unwrap().remove(&c)) else {
-            return error("invalid_grant");
+            return Response::oauth_error("invalid_grant");
         };
         if r.param("redirect_uri").unwrap_or_default() != grant.redirect_uri {
-            return error("invalid_grant");
+            return Response::oauth_error("invalid_grant");
         }
         if let Some(challenge) = grant.challenge {
             let verifier = r.param("code_verifier").unwrap_or_default();
             let computed = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier));
             if computed.as_str() != challenge {
-                return error("invalid_grant");
+                return Response::oauth_error("invalid_grant");
             }
         }
         let n = self.counter.fetch_add(1, Ordering::SeqCst);

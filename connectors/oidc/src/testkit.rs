@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use gatehouse_connector::testkit::server::{FakeServer, Request, Response};
+use gatehouse_connector::testkit::{authorization_request, oauth_refusal};
 use gatehouse_connector::{CallbackInput, Start};
 use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
 use openidconnect::{JsonWebKeyId, PkceCodeChallenge, PkceCodeVerifier, PrivateSigningKey};
@@ -96,23 +97,10 @@ impl FakeProvider {
         CallbackInput::Query(vec![("code".into(), code), ("state".into(), get("state"))])
     }
 
-    /// The provider refuses: `error=access_denied` with the request's `state`.
+    /// The person (or the provider) refuses: `error=access_denied` with the request's `state`.
     pub fn refuse(&self, start: &Start) -> CallbackInput {
-        let state = authorization_request(start).into_iter().find(|(k, _)| k == "state").map(|(_, v)| v);
-        CallbackInput::Query(vec![
-            ("error".into(), "access_denied".into()),
-            ("state".into(), state.unwrap_or_default()),
-        ])
+        oauth_refusal(start)
     }
-}
-
-fn authorization_request(start: &Start) -> Vec<(String, String)> {
-    let Start::Redirect { url } = start else { panic!("an OIDC login starts with a redirect: {start:?}") };
-    url.query_pairs().into_owned().collect()
-}
-
-fn error(code: &str) -> Response {
-    Response::json(400, &serde_json::json!({"error": code}))
 }
 
 impl Inner {
@@ -149,13 +137,13 @@ impl Inner {
         }
         // Redeemed once: a second use finds nothing.
         let Some(grant) = r.param("code").and_then(|c| self.codes.lock().unwrap().remove(&c)) else {
-            return error("invalid_grant");
+            return Response::oauth_error("invalid_grant");
         };
         let verifier = PkceCodeVerifier::new(r.param("code_verifier").unwrap_or_default());
         if r.param("redirect_uri").unwrap_or_default() != grant.redirect_uri
             || PkceCodeChallenge::from_code_verifier_sha256(&verifier).as_str() != grant.challenge
         {
-            return error("invalid_grant");
+            return Response::oauth_error("invalid_grant");
         }
         let iat = grant.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut claims = p.claims.clone();

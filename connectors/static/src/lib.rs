@@ -230,7 +230,6 @@ mod tests {
         FinishContext {
             callback_url: Url::parse("http://127.0.0.1/callback/users").unwrap(),
             transaction_id: "t".into(),
-            client_ip: None,
             now: gatehouse_connector::testkit::fixed_now(),
         }
     }

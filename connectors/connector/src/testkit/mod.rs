@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use fake::FakeConnector;
 
-use crate::{FinishContext, OpenContext, StartContext, Url};
+use crate::{CallbackInput, FinishContext, OpenContext, Start, StartContext, Url};
 
 /// A fixed instant (2023-11-14T22:13:20Z) for tests that do not care which "now" it is.
 pub fn fixed_now() -> SystemTime {
@@ -53,9 +53,27 @@ pub fn start_context(txn: &str, now: SystemTime) -> StartContext {
 
 /// What the core passes to `finish` for transaction `txn` at `now`.
 pub fn finish_context(txn: &str, now: SystemTime) -> FinishContext {
-    FinishContext { callback_url: callback_url(), transaction_id: txn.into(), client_ip: None, now }
+    FinishContext { callback_url: callback_url(), transaction_id: txn.into(), now }
 }
 
 fn url(s: &str) -> Url {
     Url::parse(s).expect("a test URL parses")
+}
+
+/// The query of the authorization request a redirect `start` sends the browser to (what an
+/// OAuth 2.0 or OIDC fake upstream reads).
+pub fn authorization_request(start: &Start) -> Vec<(String, String)> {
+    let Start::Redirect { url } = start else { panic!("an OAuth 2.0 login starts with a redirect: {start:?}") };
+    url.query_pairs().into_owned().collect()
+}
+
+/// What the browser brings back when an OAuth 2.0 upstream refuses the request `start` made:
+/// `error=access_denied` with the request's `state`.
+pub fn oauth_refusal(start: &Start) -> CallbackInput {
+    let state = authorization_request(start).into_iter().find(|(k, _)| k == "state").map(|(_, v)| v);
+    CallbackInput::Query(vec![
+        ("error".into(), "access_denied".into()),
+        ("error_description".into(), "the person said no".into()),
+        ("state".into(), state.unwrap_or_default()),
+    ])
 }

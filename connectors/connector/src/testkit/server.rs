@@ -49,6 +49,11 @@ impl Response {
         Self { status, content_type: "application/json".into(), body: value.to_string().into_bytes() }
     }
 
+    /// An RFC 6749 error answer (`400 {"error": code}`).
+    pub fn oauth_error(code: &str) -> Self {
+        Self::json(400, &serde_json::json!({"error": code}))
+    }
+
     pub fn not_found() -> Self {
         Self::json(404, &serde_json::json!({"error": "not_found"}))
     }
