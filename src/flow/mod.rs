@@ -748,7 +748,9 @@ async fn complete(
     // Actions before the session: a denied login opens none.
     let mut user = user;
     let custom =
-        match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, auth_time, &amr, browser).await? {
+        match post_login_actions(core, &txn.request, &mut user, &conn.settings.id, auth_time, &amr, browser, None)
+            .await?
+        {
             PostLogin::Proceed(custom) => custom,
             PostLogin::Stop(denied) => return Ok(Outcome::next(Next::Respond(denied))),
             PostLogin::Redirect { to, action, custom } => {
@@ -807,37 +809,29 @@ async fn pre_user_registration(
     connection: &ConnectionId,
     browser: &Browser,
 ) -> Result<Result<profile::NewUserMetadata, AuthorizationResponse>, FlowError> {
+    use crate::actions::event;
     let conn = core.connections.get(connection);
-    let event = serde_json::json!({
-        "user": {
-            "user_id": user_id.as_str(),
-            "email": identity.email,
-            "email_verified": identity.email_verified,
-            "name": identity.name,
-            "given_name": identity.given_name,
-            "family_name": identity.family_name,
-            "nickname": identity.nickname,
-            "picture": identity.picture,
-            "app_metadata": {},
-            "user_metadata": {},
+    let client = core.settings.client(request.client_id.as_str());
+    let event = event::pre_user_registration(
+        &event::NewUser {
+            user_id: user_id.as_str(),
+            email: identity.email.as_deref(),
+            email_verified: identity.email_verified,
+            name: identity.name.as_deref(),
+            given_name: identity.given_name.as_deref(),
+            family_name: identity.family_name.as_deref(),
+            nickname: identity.nickname.as_deref(),
+            picture: identity.picture.as_deref(),
         },
-        "connection": {
-            "id": connection.as_str(),
-            "name": connection.as_str(),
-            "strategy": conn.map(|c| c.connector.strategy().to_owned()),
+        &event::Parties {
+            connection: connection.as_str(),
+            strategy: conn.map(|c| c.connector.strategy()),
+            client_id: request.client_id.as_str(),
+            client_name: client.map(|c| c.name.as_str()),
         },
-        "client": {
-            "client_id": request.client_id.as_str(),
-            "name": core.settings.client(request.client_id.as_str()).map(|c| c.name.clone()),
-            "metadata": {},
-        },
-        "request": {
-            "ip": browser.ip.map(|i| i.to_string()),
-            "user_agent": browser.user_agent,
-            "hostname": browser.hostname,
-        },
-        "transaction": { "requested_scopes": request.scopes.iter().collect::<Vec<_>>() },
-    });
+        &request_facts(browser),
+        request.scopes.iter().collect(),
+    );
     let effects = crate::actions::run(
         &core.settings.actions,
         crate::actions::Trigger::PreUserRegistration,
@@ -868,7 +862,17 @@ async fn silent(
         .await?
         .ok_or_else(|| FlowError::Internal("the session's user no longer exists".into()))?;
     let auth_time = session.auth_time;
-    match post_login_actions(core, request, &mut user, &session.connection, auth_time, &session.amr, browser).await? {
+    let chain = post_login_actions(
+        core,
+        request,
+        &mut user,
+        &session.connection,
+        auth_time,
+        &session.amr,
+        browser,
+        Some(session),
+    );
+    match chain.await? {
         PostLogin::Proceed(custom) => Ok(Outcome::next(respond_with_code(core, request, session, &custom).await?)),
         PostLogin::Stop(denied) => Ok(Outcome::next(Next::Respond(denied))),
         // prompt=none forbids any page: the client must ask again interactively.
@@ -906,6 +910,7 @@ enum PostLogin {
 }
 
 /// Run the post-login Actions for `user`.
+#[allow(clippy::too_many_arguments)]
 async fn post_login_actions(
     core: &Core,
     request: &crate::store::AuthorizationRequest,
@@ -914,12 +919,13 @@ async fn post_login_actions(
     auth_time: u64,
     amr: &[String],
     browser: &Browser,
+    session: Option<&SessionRecord>,
 ) -> Result<PostLogin, FlowError> {
     let actions = &core.settings.actions;
     if actions.post_login.is_empty() {
         return Ok(PostLogin::Proceed(Default::default()));
     }
-    let event = login_event(core, request, user, connection, auth_time, amr, browser);
+    let event = login_event(core, request, user, connection, auth_time, amr, browser, session);
     let effects =
         crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event, core.store.action_cache.as_ref())
             .await
@@ -944,6 +950,19 @@ async fn apply_effects(
         user.app_metadata.extend(effects.app_metadata);
         user.user_metadata.extend(effects.user_metadata);
         core.store.users.put(user).await?;
+    }
+    // api.authentication.setPrimaryUser: the tokens (and the session) are for that user,
+    // who must exist; the metadata above went to the user who signed in, as in Auth0.
+    if let Some(primary) = effects.primary_user.filter(|p| p.as_str() != user.user_id.as_str()) {
+        let id = crate::types::UserId::parse(&primary)
+            .map_err(|_| FlowError::ActionFailed(format!("setPrimaryUser: {primary:?} is not a user_id")))?;
+        *user = core
+            .store
+            .users
+            .get(&id)
+            .await?
+            .ok_or_else(|| FlowError::ActionFailed(format!("setPrimaryUser: no user {primary}")))?;
+        tracing::info!(user_id = %user.user_id, "an action set the primary user");
     }
     let mut custom = prior;
     custom.id_token.extend(effects.claims.id_token);
@@ -1027,15 +1046,21 @@ pub async fn continue_login(
         .get(&resume.user_id)
         .await?
         .ok_or_else(|| FlowError::Internal("the paused login's user no longer exists".into()))?;
-    let mut event = login_event(core, &txn.request, &user, &resume.connection, resume.auth_time, &resume.amr, browser);
+    let mut event =
+        login_event(core, &txn.request, &user, &resume.connection, resume.auth_time, &resume.amr, browser, None);
     let pairs: serde_json::Map<String, serde_json::Value> =
         params.pairs().iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
     event["request"]["query"] = if from_post { serde_json::json!({ "state": state }) } else { pairs.clone().into() };
     event["request"]["body"] = if from_post { pairs.into() } else { serde_json::json!({}) };
-    let effects =
-        crate::actions::resume(&core.settings.actions, &event, core.store.action_cache.as_ref(), resume.action)
-            .await
-            .map_err(|e| FlowError::ActionFailed(e.action))?;
+    // validateToken checks tokens against this state and these parameters, as read here.
+    let continuing = crate::actions::Continue {
+        state: state.to_owned(),
+        params: params.pairs().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    let actions = &core.settings.actions;
+    let effects = crate::actions::resume(actions, &event, core.store.action_cache.as_ref(), resume.action, continuing)
+        .await
+        .map_err(|e| FlowError::ActionFailed(e.action))?;
     let custom =
         match apply_effects(core, &txn.request, &mut user, &resume.connection, effects, resume.custom.clone()).await? {
             PostLogin::Proceed(custom) => custom,
@@ -1078,24 +1103,18 @@ pub async fn continue_login(
     Ok(Outcome::next(respond_with_code(core, &txn.request, &session, &custom).await?))
 }
 
-fn iso8601(unix: u64) -> String {
-    // Days-from-civil, after Howard Hinnant's public-domain algorithm.
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z", secs / 3600, secs / 60 % 60, secs % 60)
+/// The browser's facts for an Action's `event.request`.
+fn request_facts(browser: &Browser) -> crate::actions::event::RequestFacts<'_> {
+    crate::actions::event::RequestFacts {
+        ip: browser.ip.map(|i| i.to_string()),
+        user_agent: browser.user_agent.as_deref(),
+        hostname: browser.hostname.as_deref(),
+    }
 }
 
-/// Auth0's post-login `event`, as plain data.
+/// Auth0's post-login `event` for this login (built by `actions::event`). `session` is the
+/// SSO session it continues, when there is one.
+#[allow(clippy::too_many_arguments)]
 fn login_event(
     core: &Core,
     request: &crate::store::AuthorizationRequest,
@@ -1104,62 +1123,29 @@ fn login_event(
     auth_time: u64,
     amr: &[String],
     browser: &Browser,
+    session: Option<&SessionRecord>,
 ) -> serde_json::Value {
+    use crate::actions::event;
     let conn = core.connections.get(connection);
     let client = core.settings.client(request.client_id.as_str());
-    let method = if amr.iter().any(|m| m == "pwd") { "pwd" } else { "federated" };
-    let mut query = serde_json::Map::new();
-    query.insert("client_id".into(), request.client_id.as_str().into());
-    query.insert("redirect_uri".into(), request.redirect_uri.as_str().into());
-    query.insert("response_type".into(), "code".into());
-    query.insert("scope".into(), request.scopes.to_string().into());
-    if let Some(c) = &request.connection {
-        query.insert("connection".into(), c.as_str().into());
-    }
-    serde_json::json!({
-        "user": {
-            "user_id": user.user_id.as_str(),
-            "email": user.email,
-            "email_verified": user.email_verified,
-            "name": user.name,
-            "given_name": user.given_name,
-            "family_name": user.family_name,
-            "nickname": user.nickname,
-            "picture": user.picture,
-            "identities": user.identities,
-            "app_metadata": user.app_metadata,
-            "user_metadata": user.user_metadata,
-            "logins_count": user.logins_count,
-            "created_at": iso8601(user.created_at),
-            "updated_at": iso8601(user.updated_at),
-            "last_login": iso8601(user.last_login),
+    let facts = event::PostLogin {
+        parties: event::Parties {
+            connection: connection.as_str(),
+            strategy: conn.map(|c| c.connector.strategy()),
+            client_id: request.client_id.as_str(),
+            client_name: client.map(|c| c.name.as_str()),
         },
-        "connection": {
-            "id": connection.as_str(),
-            "name": connection.as_str(),
-            "strategy": conn.map(|c| c.connector.strategy().to_owned()),
-        },
-        "client": {
-            "client_id": request.client_id.as_str(),
-            "name": client.map(|c| c.name.clone()),
-            "metadata": {},
-        },
-        "request": {
-            "ip": browser.ip.map(|i| i.to_string()),
-            "user_agent": browser.user_agent,
-            "hostname": browser.hostname,
-            "query": query,
-            "language": request.ui_locales.as_deref().and_then(|l| l.split(' ').next()),
-        },
-        "transaction": {
-            "requested_scopes": request.scopes.iter().collect::<Vec<_>>(),
-            "protocol": "oidc-basic-profile",
-            "redirect_uri": request.redirect_uri.as_str(),
-            "ui_locales": request.ui_locales.as_deref().map(|l| l.split(' ').collect::<Vec<_>>()).unwrap_or_default(),
-        },
-        "authentication": { "methods": [{ "name": method, "timestamp": iso8601(auth_time) }] },
-        "stats": { "logins_count": user.logins_count },
-    })
+        request: request_facts(browser),
+        auth_time,
+        amr,
+        session: session.map(|s| event::SessionFacts {
+            id: s.sid.as_str(),
+            created_at: s.created_at,
+            authenticated_at: s.auth_time,
+        }),
+        transaction: event::Transaction::Authorize(request),
+    };
+    event::post_login(user, &facts)
 }
 
 async fn respond_with_code(
@@ -1352,15 +1338,4 @@ pub async fn finish_upstream_logout(core: &Core, connection: &str, raw_query: &s
     }
     let next = record.redirect.as_deref().and_then(|u| Url::parse(u).ok());
     Ok(next.map_or(LogoutNext::SignedOut, LogoutNext::Redirect))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn iso8601_dates() {
-        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::iso8601(1_700_000_000), "2023-11-14T22:13:20.000Z");
-        assert_eq!(super::iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(super::iso8601(4_102_444_799), "2099-12-31T23:59:59.000Z");
-    }
 }

@@ -74,14 +74,26 @@ struct RawLogin {
 struct RawActions {
     #[serde(default)]
     memory_limit_mb: Option<usize>,
+    /// Running time of one run (wall clock, network waits excluded). `cpu_ms` is its old
+    /// name: it was never CPU time.
+    #[serde(default, alias = "cpu_ms")]
+    time_limit_ms: Option<u64>,
     #[serde(default)]
-    cpu_ms: Option<u64>,
+    modules: Vec<RawModule>,
     #[serde(default)]
     post_login: Vec<RawAction>,
     #[serde(default)]
     credentials_exchange: Vec<RawAction>,
     #[serde(default)]
     pre_user_registration: Vec<RawAction>,
+}
+
+/// Shared code actions `require` by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    name: String,
+    file: String,
 }
 
 #[derive(Deserialize)]
@@ -680,11 +692,30 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
         }
         limits.memory_bytes = mb.clamp(1, 1024) * 1024 * 1024;
     }
-    if let Some(ms) = raw.cpu_ms {
+    if let Some(ms) = raw.time_limit_ms {
         if !(1..=10_000).contains(&ms) {
-            ctx.err("actions.cpu_ms", "must be between 1 and 10000");
+            ctx.err("actions.time_limit_ms", "must be between 1 and 10000");
         }
-        limits.cpu = std::time::Duration::from_millis(ms.clamp(1, 10_000));
+        limits.time = std::time::Duration::from_millis(ms.clamp(1, 10_000));
+    }
+    let mut modules = std::collections::BTreeMap::new();
+    for (i, m) in raw.modules.into_iter().enumerate() {
+        let path = base.join(&m.file);
+        let valid_name = !m.name.is_empty()
+            && m.name.len() <= 100
+            && m.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@".contains(&b));
+        if !valid_name {
+            ctx.err(format!("actions.modules[{i}].name"), "must be 1-100 characters of letters, digits and -_./@");
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(source) => {
+                if modules.insert(m.name.clone(), std::sync::Arc::<str>::from(source)).is_some() {
+                    ctx.err(format!("actions.modules[{i}].name"), format!("{} is listed twice", m.name));
+                }
+            }
+            Err(e) => ctx.err(format!("actions.modules[{i}].file"), format!("cannot read {}: {e}", path.display())),
+        }
     }
     let mut load = |key: &str, list: Vec<RawAction>, trigger: Trigger| -> Vec<Action> {
         let mut out = Vec::new();
@@ -715,5 +746,11 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
     let post_login = load("post_login", raw.post_login, Trigger::PostLogin);
     let credentials_exchange = load("credentials_exchange", raw.credentials_exchange, Trigger::CredentialsExchange);
     let pre_user_registration = load("pre_user_registration", raw.pre_user_registration, Trigger::PreUserRegistration);
-    crate::actions::Actions { limits, post_login, credentials_exchange, pre_user_registration }
+    crate::actions::Actions {
+        limits,
+        post_login,
+        credentials_exchange,
+        pre_user_registration,
+        modules: std::sync::Arc::new(modules),
+    }
 }
