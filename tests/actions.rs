@@ -11,13 +11,13 @@ use gatehouse::types::UserId;
 use crate::harness::*;
 
 /// Write `source` to a file of `dir` and return its path.
-fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
+pub fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
     let p = dir.0.join(name);
     std::fs::write(&p, source).unwrap();
     p
 }
 
-fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
+pub fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
     let mut config = crate::harness::config("ES256");
     // Limits other than the defaults (16 MiB, 100 ms), so the tests show configured values
     // apply; a generous time limit, so a loaded 2-core machine passes.
@@ -35,7 +35,7 @@ fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Pa
     config
 }
 
-async fn app_with(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> TestApp {
+pub async fn app_with(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> TestApp {
     TestApp::with(Options { config: Some(with_actions(post_login, credentials_exchange)), ..Default::default() }).await
 }
 
@@ -52,7 +52,7 @@ async fn make_ada_a_beta_tester(app: &TestApp) {
     app.core.store.users.put(&ada).await.unwrap();
 }
 
-async fn login_as(app: &TestApp, b: &reqwest::Client, client: &str, user: &str, password: &str) -> String {
+pub async fn login_as(app: &TestApp, b: &reqwest::Client, client: &str, user: &str, password: &str) -> String {
     let (verifier, challenge) = pkce();
     let redirect = if client == "web" { WEB_REDIRECT } else { SPA_REDIRECT };
     let extra: &[(&str, &str)] = if client == "spa" { &[("connection", "admins")] } else { &[] };
@@ -344,7 +344,7 @@ fn check_config_reports_action_syntax_errors() {
 }
 
 /// A one-request HTTP server on loopback: answers `body` as JSON and reports what it read.
-fn one_shot_server(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+pub fn one_shot_server(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -442,7 +442,7 @@ async fn pre_user_registration_shapes_or_refuses_new_users() {
 
 const CONTINUE_SECRET: &str = "action-secret-value-42";
 
-fn sign_hs256(claims: serde_json::Value) -> String {
+pub fn sign_hs256(claims: serde_json::Value) -> String {
     let mut claims = claims;
     claims["exp"] = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60).into();
     jsonwebtoken::encode(
@@ -453,7 +453,7 @@ fn sign_hs256(claims: serde_json::Value) -> String {
     .unwrap()
 }
 
-fn verify_hs256(token: &str) -> serde_json::Value {
+pub fn verify_hs256(token: &str) -> serde_json::Value {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.validate_aud = false;
     jsonwebtoken::decode::<serde_json::Value>(

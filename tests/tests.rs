@@ -46,6 +46,9 @@ mod example_connector;
 /// Actions through real logins: claims, scopes, metadata, denial, hostile scripts.
 mod actions;
 
+/// Actions fail closed and never starve: one test per class of defect.
+mod actions_defects;
+
 /// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
 /// home realm discovery, Single Logout.
 mod saml;

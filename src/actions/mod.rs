@@ -133,18 +133,36 @@ fn keep_unreserved(
 const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const FETCH_MAX_BODY: usize = 256 * 1024;
 
+/// The runtime `fetch` requests run on, and its client, made once. An action thread waits
+/// on it (with its CPU slot given back); its own worker drives the sockets, so no request
+/// depends on the runtime of the login that started it (an HTTP worker's single-threaded
+/// runtime would have to be free to drive them). One client for all: building one costs far
+/// more than a small action (TLS roots), and its pooled connections stay on this runtime.
+static FETCH: std::sync::LazyLock<Result<(tokio::runtime::Runtime, gatehouse_connector::http::UpstreamHttp), String>> =
+    std::sync::LazyLock::new(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gatehouse-fetch")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client =
+            gatehouse_connector::http::UpstreamHttp::new(FETCH_TIMEOUT, FETCH_MAX_BODY).map_err(|e| e.to_string())?;
+        Ok((runtime, client))
+    });
+
 /// The action's `fetch`, when it has an allow-list. A client that cannot be built fails the
 /// run (never a run without the `fetch` the action expects).
 fn fetch_policy(action: &Action) -> Result<Option<sandbox::FetchPolicy>, RunError> {
     if action.allow_hosts.is_empty() {
         return Ok(None);
     }
-    let http = gatehouse_connector::http::UpstreamHttp::new(FETCH_TIMEOUT, FETCH_MAX_BODY)
-        .map_err(|e| RunError::Engine(format!("cannot build the fetch client: {e}")))?;
+    let (runtime, http) =
+        FETCH.as_ref().map_err(|e| RunError::Engine(format!("cannot start the fetch client: {e}")))?;
     Ok(Some(sandbox::FetchPolicy {
         allow_hosts: action.allow_hosts.clone(),
-        http,
-        handle: tokio::runtime::Handle::current(),
+        http: http.clone(),
+        handle: runtime.handle().clone(),
     }))
 }
 
