@@ -226,7 +226,8 @@ async fn hostile_actions_end_only_their_own_run() {
         )
     };
     // Each case with the reason it must end for: a case stopped for another reason fails.
-    let cases: [(&str, String, fn(&RunError) -> bool); 7] = [
+    type Case = (&'static str, String, fn(&RunError) -> bool);
+    let cases: [Case; 7] = [
         ("loop", "while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
         ("await-loop", "await null; while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
         // 8 MiB configured: the memory limit stops it, long before the time limit.
