@@ -317,7 +317,7 @@ fn test_action(
         gatehouse::actions::Continue { state, params }
     });
     let limits = sandbox::Limits::default();
-    if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
+    if let Err(e) = sandbox::check(&source, trigger.handler(), limits, &Default::default()) {
         return fail(format!("{}: {e}", file.display()));
     }
     let action = Action {

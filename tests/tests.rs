@@ -49,6 +49,9 @@ mod actions;
 /// Actions fail closed and never starve: one test per class of defect.
 mod actions_defects;
 
+/// Ordinary Auth0 Actions from fixtures/actions/, run unchanged through real logins.
+mod actions_auth0;
+
 /// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
 /// home realm discovery, Single Logout.
 mod saml;

@@ -13,7 +13,6 @@ mod redact;
 pub mod result;
 pub mod sandbox;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -71,7 +70,7 @@ pub struct Actions {
     pub credentials_exchange: Vec<Action>,
     pub pre_user_registration: Vec<Action>,
     /// Shared code (`[[actions.modules]]`) that actions `require` by name.
-    pub modules: Arc<BTreeMap<String, Arc<str>>>,
+    pub modules: sandbox::Modules,
 }
 
 impl Actions {
@@ -276,7 +275,7 @@ async fn run_from(
         let (handler, resume) = match first.take() {
             Some((h, resume)) if index == from => {
                 // An action that redirected without a continue handler has nothing more to do.
-                if sandbox::check(&action.source, h, actions.limits).is_err() {
+                if sandbox::check(&action.source, h, actions.limits, &actions.modules).is_err() {
                     continue;
                 }
                 (h, Some(resume))

@@ -132,12 +132,16 @@ fn classify(message: String, deadline: &Deadline, limits: Limits) -> RunError {
     }
 }
 
-/// Check that `source` compiles and exports `handler`, without running a handler.
-pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), RunError> {
-    let rt = runtime(limits, Deadline::new(limits.time))?;
+/// Check that `source` compiles and exports `handler`, without running a handler. Its
+/// top-level code runs (as at every run), with the prelude and `modules` in place.
+pub fn check(source: &str, handler: &'static str, limits: Limits, modules: &Modules) -> Result<(), RunError> {
+    let deadline = Deadline::new(limits.time);
+    let rt = runtime(limits, deadline.clone())?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
     let bytecode = action_bytecode(source)?;
+    let host = Host { fetch: None, resume: None, modules: modules.clone(), cache: "{}".into() };
     ctx.with(|ctx| {
+        install(&ctx, host, Default::default(), &deadline)?;
         let module = load(&ctx, &bytecode).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
         let exports: Object = module.get("default").map_err(|_| RunError::NoHandler(handler))?;
         match exports.get::<_, Value>(handler) {
@@ -145,6 +149,30 @@ pub fn check(source: &str, handler: &'static str, limits: Limits) -> Result<(), 
             _ => Err(RunError::NoHandler(handler)),
         }
     })
+}
+
+/// Shared code actions `require`, by name.
+pub type Modules = Arc<std::collections::BTreeMap<String, Arc<str>>>;
+
+/// Load the prelude and call its `install` with the host functions: what the action will
+/// see is in place before any of its code runs. Returns `install`'s `{api, read}`.
+fn install<'js>(
+    ctx: &Ctx<'js>,
+    host: Host,
+    collected: Rc<RefCell<super::host::Collected>>,
+    deadline: &Deadline,
+) -> Result<Object<'js>, RunError> {
+    let engine = |e: CaughtError<'_>| RunError::Engine(describe(e));
+    let prelude = PRELUDE_BYTECODE.as_ref().map_err(Clone::clone)?;
+    let prelude = load(ctx, prelude).catch(ctx).map_err(engine)?;
+    let install: Function = prelude.get("default").map_err(|e| RunError::Engine(e.to_string()))?;
+    let out_of_time = {
+        let d = deadline.clone();
+        move || d.passed()
+    };
+    let host = super::host::object(ctx, host, collected, deadline.waited_us.clone(), out_of_time)?;
+    let limits_js = ctx.json_parse(super::limits::for_prelude().to_string()).catch(ctx).map_err(engine)?;
+    install.call((host, limits_js)).catch(ctx).map_err(engine)
 }
 
 /// The time limit: `start + time`, plus the time spent waiting on `fetch`.
@@ -196,16 +224,7 @@ pub fn run(
         let fail = |e: CaughtError<'_>| classify(describe(e), &deadline, limits);
         // The prelude first: it captures the built-ins it uses and keeps the host functions
         // in closures, before any action code exists.
-        let prelude = PRELUDE_BYTECODE.as_ref().map_err(Clone::clone)?;
-        let prelude = load(&ctx, prelude).catch(&ctx).map_err(engine)?;
-        let install: Function = prelude.get("default").map_err(|e| RunError::Engine(e.to_string()))?;
-        let out_of_time = {
-            let d = deadline.clone();
-            move || d.passed()
-        };
-        let host = super::host::object(&ctx, host, collected.clone(), deadline.waited_us.clone(), out_of_time)?;
-        let limits_js = ctx.json_parse(super::limits::for_prelude().to_string()).catch(&ctx).map_err(engine)?;
-        let installed: Object = install.call((host, limits_js)).catch(&ctx).map_err(engine)?;
+        let installed = install(&ctx, host, collected.clone(), &deadline)?;
         let api: Value = installed.get("api").map_err(|e| RunError::Engine(e.to_string()))?;
         let read: Function = installed.get("read").map_err(|e| RunError::Engine(e.to_string()))?;
 
@@ -452,13 +471,21 @@ mod tests {
     #[test]
     fn syntax_errors_and_missing_handlers_are_found_before_any_run() {
         assert!(matches!(
-            check("exports.onExecutePostLogin = (", "onExecutePostLogin", Limits::default()),
+            check("exports.onExecutePostLogin = (", "onExecutePostLogin", Limits::default(), &Default::default()),
             Err(RunError::Syntax(_))
         ));
         assert_eq!(
-            check("exports.other = 1;", "onExecutePostLogin", Limits::default()),
+            check("exports.other = 1;", "onExecutePostLogin", Limits::default(), &Default::default()),
             Err(RunError::NoHandler("onExecutePostLogin"))
         );
-        assert_eq!(check("exports.onExecutePostLogin = () => {};", "onExecutePostLogin", Limits::default()), Ok(()));
+        assert_eq!(
+            check(
+                "exports.onExecutePostLogin = () => {};",
+                "onExecutePostLogin",
+                Limits::default(),
+                &Default::default()
+            ),
+            Ok(())
+        );
     }
 }

@@ -717,6 +717,7 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
             Err(e) => ctx.err(format!("actions.modules[{i}].file"), format!("cannot read {}: {e}", path.display())),
         }
     }
+    let modules: sandbox::Modules = std::sync::Arc::new(modules);
     let mut load = |key: &str, list: Vec<RawAction>, trigger: Trigger| -> Vec<Action> {
         let mut out = Vec::new();
         for (i, a) in list.into_iter().enumerate() {
@@ -729,7 +730,7 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
                 }
             };
             // Compile now, so a syntax error stops start-up and shows in check-config.
-            if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
+            if let Err(e) = sandbox::check(&source, trigger.handler(), limits, &modules) {
                 ctx.err(format!("actions.{key}[{i}].file"), format!("{}: {e}", path.display()));
                 continue;
             }
@@ -746,11 +747,5 @@ fn actions(ctx: &mut Ctx<'_>, raw: RawActions, base: &std::path::Path) -> crate:
     let post_login = load("post_login", raw.post_login, Trigger::PostLogin);
     let credentials_exchange = load("credentials_exchange", raw.credentials_exchange, Trigger::CredentialsExchange);
     let pre_user_registration = load("pre_user_registration", raw.pre_user_registration, Trigger::PreUserRegistration);
-    crate::actions::Actions {
-        limits,
-        post_login,
-        credentials_exchange,
-        pre_user_registration,
-        modules: std::sync::Arc::new(modules),
-    }
+    crate::actions::Actions { limits, post_login, credentials_exchange, pre_user_registration, modules }
 }
