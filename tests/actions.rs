@@ -131,6 +131,7 @@ async fn claims_scopes_metadata_and_machine_tokens() {
     let at = claims(t["access_token"].as_str().unwrap());
     assert_eq!(at["https://app.test/tier"], "gold");
     assert_eq!(at["scope"], "openid profile email read:beta", "a scope added, one removed");
+    assert_eq!(t["scope"], "openid profile email read:beta", "the token response's scope says so too (RFC 6749 5.1)");
     let id = claims(t["id_token"].as_str().unwrap());
     assert_eq!(id["sub"], "auth0|ada", "reserved claims cannot be overwritten");
     assert_eq!(id["iss"], app.issuer);

@@ -355,3 +355,15 @@ async fn credentials_exchange_actions(
     }
     Ok(effects.claims.access_token)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_past_the_size_cap_is_refused() {
+        let max = crate::actions::limits::MAX_TOKEN_BYTES;
+        assert_eq!(super::capped("ID token", "x".repeat(max)).unwrap().len(), max);
+        let e = super::capped("ID token", "x".repeat(max + 1)).unwrap_err();
+        assert_eq!(e.code, super::ErrorCode::ServerError);
+        assert!(e.description.contains("larger than 16384 bytes"), "{}", e.description);
+    }
+}
