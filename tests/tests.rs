@@ -52,6 +52,9 @@ mod actions_defects;
 /// Ordinary Auth0 Actions from fixtures/actions/, run unchanged through real logins.
 mod actions_auth0;
 
+/// What Actions put in a real node's log: structured, capped, redacted.
+mod actions_logs;
+
 /// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
 /// home realm discovery, Single Logout.
 mod saml;

@@ -76,24 +76,39 @@ pub struct RefreshFacts<'a> {
     pub session_id: &'a str,
 }
 
-fn user_json(user: &UserRecord) -> Value {
+/// The profile fields every event's `user` has.
+fn person(u: &NewUser<'_>) -> Value {
     json!({
-        "user_id": user.user_id.as_str(),
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "name": user.name,
-        "given_name": user.given_name,
-        "family_name": user.family_name,
-        "nickname": user.nickname,
-        "picture": user.picture,
-        "identities": user.identities,
-        "app_metadata": user.app_metadata,
-        "user_metadata": user.user_metadata,
-        "logins_count": user.logins_count,
-        "created_at": iso8601(user.created_at),
-        "updated_at": iso8601(user.updated_at),
-        "last_login": iso8601(user.last_login),
+        "user_id": u.user_id,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "nickname": u.nickname,
+        "picture": u.picture,
     })
+}
+
+fn user_json(user: &UserRecord) -> Value {
+    let mut v = person(&NewUser {
+        user_id: user.user_id.as_str(),
+        email: user.email.as_deref(),
+        email_verified: user.email_verified,
+        name: user.name.as_deref(),
+        given_name: user.given_name.as_deref(),
+        family_name: user.family_name.as_deref(),
+        nickname: user.nickname.as_deref(),
+        picture: user.picture.as_deref(),
+    });
+    v["identities"] = json!(user.identities);
+    v["app_metadata"] = json!(user.app_metadata);
+    v["user_metadata"] = json!(user.user_metadata);
+    v["logins_count"] = user.logins_count.into();
+    v["created_at"] = iso8601(user.created_at);
+    v["updated_at"] = iso8601(user.updated_at);
+    v["last_login"] = iso8601(user.last_login);
+    v
 }
 
 fn parties_json(p: &Parties<'_>) -> (Value, Value) {
@@ -191,19 +206,11 @@ pub fn pre_user_registration(
     requested_scopes: Vec<&str>,
 ) -> Value {
     let (connection, client) = parties_json(parties);
+    let mut person = person(user);
+    person["app_metadata"] = json!({});
+    person["user_metadata"] = json!({});
     json!({
-        "user": {
-            "user_id": user.user_id,
-            "email": user.email,
-            "email_verified": user.email_verified,
-            "name": user.name,
-            "given_name": user.given_name,
-            "family_name": user.family_name,
-            "nickname": user.nickname,
-            "picture": user.picture,
-            "app_metadata": {},
-            "user_metadata": {},
-        },
+        "user": person,
         "connection": connection,
         "client": client,
         "request": { "ip": request.ip, "user_agent": request.user_agent, "hostname": request.hostname },
@@ -222,5 +229,39 @@ mod tests {
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso8601(4_102_444_799), "2099-12-31T23:59:59.000Z");
         assert_eq!(iso8601(u64::MAX), Value::Null);
+    }
+
+    #[test]
+    fn a_refresh_event_is_auth0_shaped() {
+        let user: UserRecord = serde_json::from_value(json!({
+            "user_id": "auth0|ada", "email": "ada@example.com", "email_verified": true, "name": null,
+            "given_name": null, "family_name": null, "nickname": null, "picture": null, "locale": null,
+            "identities": [], "created_at": 0, "updated_at": 0, "last_login": 0, "logins_count": 3,
+        }))
+        .unwrap();
+        let amr = vec!["pwd".to_owned()];
+        let e = post_login(
+            &user,
+            &PostLogin {
+                parties: Parties { connection: "users", strategy: Some("auth0"), client_id: "web", client_name: None },
+                request: RequestFacts::default(),
+                auth_time: 1_700_000_000,
+                amr: &amr,
+                session: Some(SessionFacts { id: "sid-1", created_at: 1_700_000_000, authenticated_at: 1_700_000_000 }),
+                transaction: Transaction::Refresh {
+                    scopes: vec!["openid", "offline_access"],
+                    refresh_token: RefreshFacts { id: "g-1", created_at: 1_700_000_100, session_id: "sid-1" },
+                },
+            },
+        );
+        assert_eq!(e["transaction"]["protocol"], "oauth2-refresh-token");
+        assert_eq!(e["transaction"]["requested_scopes"], json!(["openid", "offline_access"]));
+        assert_eq!(e["refresh_token"]["id"], "g-1");
+        assert_eq!(e["refresh_token"]["created_at"], "2023-11-14T22:15:00.000Z");
+        assert_eq!(e["session"]["id"], "sid-1");
+        assert_eq!(e["session"]["authenticated_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(e["authentication"]["methods"][0]["name"], "pwd");
+        assert_eq!(e["stats"]["logins_count"], 3);
+        assert_eq!(e["user"]["email"], "ada@example.com");
     }
 }
