@@ -151,6 +151,9 @@ pub fn check(source: &str, handler: &'static str, limits: Limits, modules: &Modu
     })
 }
 
+/// The produced limits as the prelude receives them, serialized once.
+static LIMITS_JSON: LazyLock<String> = LazyLock::new(|| super::limits::for_prelude().to_string());
+
 /// Shared code actions `require`, by name.
 pub type Modules = Arc<std::collections::BTreeMap<String, Arc<str>>>;
 
@@ -171,7 +174,7 @@ fn install<'js>(
         move || d.passed()
     };
     let host = super::host::object(ctx, host, collected, deadline.waited_us.clone(), out_of_time)?;
-    let limits_js = ctx.json_parse(super::limits::for_prelude().to_string()).catch(ctx).map_err(engine)?;
+    let limits_js = ctx.json_parse(LIMITS_JSON.as_str()).catch(ctx).map_err(engine)?;
     install.call((host, limits_js)).catch(ctx).map_err(engine)
 }
 
