@@ -99,6 +99,8 @@ password_hash = "{hash}"
 }
 
 fn browser() -> reqwest::Client {
+    // One TLS backend for reqwest (only plain HTTP is used here, but the client wants one).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -172,13 +174,16 @@ fn row(name: &str, s: &[u64]) -> f64 {
     pct(s, 50.0)
 }
 
-/// A server that answers every request after 2 s.
-fn slow_server() -> u16 {
+/// A server that answers every request after 2 s, counting the requests it took.
+fn slow_server() -> (u16, Arc<AtomicU64>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf);
@@ -187,7 +192,7 @@ fn slow_server() -> u16 {
             });
         }
     });
-    port
+    (port, seen)
 }
 
 fn main() {
@@ -200,7 +205,7 @@ fn main() {
     let ten: String = (0..10)
         .map(|i| format!("[[actions.post_login]]\nname = \"beta-{i}\"\nfile = \"{}\"\n", beta.display()))
         .collect();
-    let port = slow_server();
+    let (port, slow_requests) = slow_server();
     let slow = dir.join("slow.js");
     std::fs::write(
         &slow,
@@ -242,17 +247,20 @@ fn main() {
                 }
             }));
         }
-        // Let every slow task be inside its wait before the control is measured.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Every slow task is inside its wait before the control is measured.
+        while slow_requests.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let loaded = row("control, 8 slow logins in flight", &series(&node, &b, "web", iters / 2).await);
         stop.store(true, Ordering::SeqCst);
         for t in tasks {
             let _ = t.await;
         }
         println!(
-            "\ncontrol p50 under 8 slow logins: {:+.3} ms against idle ({} slow logins completed meanwhile)",
+            "\ncontrol p50 under 8 slow logins: {:+.3} ms against idle ({} slow logins completed, {} slow requests taken)",
             loaded - idle,
-            slow_done.load(Ordering::SeqCst)
+            slow_done.load(Ordering::SeqCst),
+            slow_requests.load(Ordering::SeqCst)
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
