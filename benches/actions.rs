@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use gatehouse::actions::{self, Action, Actions, Limits, Trigger};
 use gatehouse::store::memory::MemoryStore;
 use rquickjs::context::intrinsic;
-use rquickjs::{Context, Function, Object, Runtime, Value};
+use rquickjs::{Context, Function, Module, Object, Runtime, Value};
 
 const SOURCE: &str = include_str!("../fixtures/actions/beta-tester.js");
 const EVENT: &str = include_str!("../fixtures/actions/event.json");
@@ -174,7 +174,7 @@ fn runtime(limits: Limits, start: Instant) -> Runtime {
     let rt = Runtime::new().expect("runtime");
     rt.set_memory_limit(limits.memory_bytes);
     rt.set_max_stack_size(limits.stack_bytes);
-    rt.set_interrupt_handler(Some(deadline(start, limits.cpu)));
+    rt.set_interrupt_handler(Some(deadline(start, limits.time)));
     rt
 }
 
@@ -187,36 +187,48 @@ fn deadline(start: Instant, cpu: Duration) -> Box<dyn FnMut() -> bool + Send> {
 /// instants at the end of each step.
 fn in_context(ctx: &Context, event_json: &str, marks: &mut [Instant; 5]) -> String {
     ctx.with(|ctx| {
-        ctx.eval::<(), _>(PRELUDE).expect("prelude");
+        let (prelude, done) =
+            Module::declare(ctx.clone(), "prelude", PRELUDE).expect("prelude").eval().expect("prelude");
+        done.finish::<()>().expect("prelude");
+        let install: Function = prelude.get("default").expect("install");
+        let host = Object::new(ctx.clone()).expect("host");
+        host.set("log", Function::new(ctx.clone(), |_: String, _: String| {}).expect("log")).expect("log");
+        host.set("module", Function::new(ctx.clone(), |_: String| String::new()).expect("module")).expect("module");
+        host.set("cache", Object::new(ctx.clone()).expect("cache")).expect("cache");
+        let limits = ctx.json_parse(actions::limits::for_prelude().to_string()).expect("limits");
+        let installed: Object = install.call((host, limits)).expect("install");
         marks[0] = Instant::now();
         let exports: Object = ctx.eval(wrapped(SOURCE)).expect("action");
         let f: Function = exports.get(HANDLER).expect("handler");
         marks[1] = Instant::now();
         let event = ctx.json_parse(event_json).expect("event");
-        let cache = ctx.json_parse("{}").expect("cache");
         marks[2] = Instant::now();
-        let make_api: Function = ctx.globals().get("__api").expect("__api");
-        let api: Value = make_api.call((cache,)).expect("api");
+        let api: Value = installed.get("api").expect("api");
         let returned: Value = f.call((event, api)).expect("call");
         if let Some(p) = returned.as_promise() {
             p.finish::<Value>().expect("settle");
         }
         marks[3] = Instant::now();
-        let out: rquickjs::String = ctx.eval("JSON.stringify(__result)").expect("result");
-        let out = out.to_string().expect("utf-8");
+        let read: Function = installed.get("read").expect("read");
+        let out: String = read.call(()).expect("result");
         marks[4] = Instant::now();
         out
     })
 }
 
+/// No fetch, no modules, an empty cache: what a small action gets.
+fn host() -> actions::sandbox::Host {
+    actions::sandbox::Host { fetch: None, resume: None, modules: Default::default(), cache: "{}".into() }
+}
+
 const STEPS: [&str; 9] = [
     "Runtime::new + limits + interrupt handler",
     "Context::full",
-    "prelude eval",
+    "prelude module eval + install(host)",
     "action eval (compile + run module body)",
-    "event + cache JSON.parse",
-    "__api(cache) + handler call + promise settle",
-    "JSON.stringify(__result)",
+    "event JSON.parse",
+    "handler call + promise settle",
+    "read() of the result",
     "rt.run_gc()",
     "drop context + runtime",
 ];
@@ -315,7 +327,7 @@ fn main() {
     let event_json = with_secrets.to_string();
 
     let sandbox = measure_sync("sandbox::run alone (bench thread, no hop)", &budget, || {
-        black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, "{}", limits, None).expect("sandbox"));
+        black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, limits, host()).expect("sandbox"));
     });
     let sandbox_p50 = sandbox.pct(50.0);
     rows.push(sandbox);
@@ -331,7 +343,7 @@ fn main() {
     let other_thread = std::thread::scope(|s| {
         s.spawn(|| {
             measure_sync("sandbox::run alone (on a spawned std::thread)", &budget, || {
-                black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, "{}", limits, None).expect("sandbox"));
+                black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, limits, host()).expect("sandbox"));
             })
         })
         .join()
@@ -342,8 +354,7 @@ fn main() {
     let sandbox_hop = measure_async(&rt, "spawn_blocking(sandbox::run) from a task", &budget, move || {
         let ej = ej.clone();
         async move {
-            let out =
-                tokio::task::spawn_blocking(move || actions::sandbox::run(SOURCE, HANDLER, &ej, "{}", limits, None));
+            let out = tokio::task::spawn_blocking(move || actions::sandbox::run(SOURCE, HANDLER, &ej, limits, host()));
             black_box(out.await.expect("join").expect("sandbox"));
         }
     });
@@ -407,7 +418,7 @@ fn main() {
     kept.set_memory_limit(limits.memory_bytes);
     kept.set_max_stack_size(limits.stack_bytes);
     rows.push(measure_sync("variant: whole run, runtime kept, fresh Context::full", &budget, || {
-        kept.set_interrupt_handler(Some(deadline(Instant::now(), limits.cpu)));
+        kept.set_interrupt_handler(Some(deadline(Instant::now(), limits.time)));
         let ctx = Context::full(&kept).expect("context");
         let mut marks = [Instant::now(); 5];
         black_box(in_context(&ctx, &event_json, &mut marks));

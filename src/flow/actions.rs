@@ -9,7 +9,7 @@ use super::event::{login_event, registration_event};
 use super::response::reply_error;
 use super::resume::Login;
 use super::{AuthorizationResponse, Browser, FlowError, Next, Outcome};
-use crate::actions::{Effects, Redirect, Trigger};
+use crate::actions::{Continue, Effects, Redirect, Trigger};
 use crate::oauth::AuthorizationRequest;
 use crate::oauth::ErrorCode;
 use crate::profile::NewUserMetadata;
@@ -49,7 +49,7 @@ pub(super) enum Entry {
     Start,
     /// Back at `/continue`: the action that redirected runs `onContinuePostLogin`, with what
     /// the browser brought back as `event.request.query` and `event.request.body`.
-    Continue { action: usize, query: serde_json::Value, body: serde_json::Value },
+    Continue { action: usize, query: serde_json::Value, body: serde_json::Value, continuing: Continue },
 }
 
 /// What the post-login Actions decided.
@@ -72,14 +72,14 @@ pub(super) async fn post_login(
 ) -> Result<PostLogin, FlowError> {
     let actions = &core.settings.actions;
     let cache = core.store.action_cache.as_ref();
-    let mut event = login_event(core, request, &login.user, &login.connection, login.auth_time, &login.amr, browser);
+    let mut event = login_event(core, request, login, browser);
     let effects = match entry {
         Entry::Start if actions.post_login.is_empty() => return Ok(PostLogin::Proceed),
         Entry::Start => crate::actions::run(actions, Trigger::PostLogin, &event, cache).await,
-        Entry::Continue { action, query, body } => {
+        Entry::Continue { action, query, body, continuing } => {
             event["request"]["query"] = query;
             event["request"]["body"] = body;
-            crate::actions::resume(actions, &event, cache, action).await
+            crate::actions::resume(actions, &event, cache, action, continuing).await
         }
     }
     .map_err(|e| FlowError::ActionFailed(e.action))?;
@@ -101,6 +101,19 @@ async fn apply_effects(
         login.user.app_metadata.extend(effects.app_metadata);
         login.user.user_metadata.extend(effects.user_metadata);
         core.store.users.put(&login.user).await?;
+    }
+    // api.authentication.setPrimaryUser: the tokens (and the session) are for that user,
+    // who must exist; the metadata above went to the user who signed in, as in Auth0.
+    if let Some(primary) = effects.primary_user.filter(|p| p.as_str() != login.user.user_id.as_str()) {
+        let id = UserId::parse(&primary)
+            .map_err(|_| FlowError::ActionFailed(format!("setPrimaryUser: {primary:?} is not a user_id")))?;
+        login.user = core
+            .store
+            .users
+            .get(&id)
+            .await?
+            .ok_or_else(|| FlowError::ActionFailed(format!("setPrimaryUser: no user {primary}")))?;
+        tracing::info!(user_id = %login.user.user_id, "an action set the primary user");
     }
     let custom = &mut login.custom;
     custom.id_token.extend(effects.claims.id_token);

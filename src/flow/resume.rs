@@ -12,6 +12,7 @@ use super::actions::{self, Entry, PostLogin};
 use super::binding::{take_bound, txn_id};
 use super::response::{code_response, reply_error};
 use super::{Browser, FlowError, Next, Outcome, identity};
+use crate::actions::Continue;
 use crate::connections::Connection;
 use crate::oauth::AuthorizationRequest;
 use crate::oauth::token::{CodeSubject, issue_code};
@@ -27,8 +28,9 @@ pub(crate) enum Event {
     Identified { conn: Arc<Connection>, identity: UpstreamIdentity },
     /// A live SSO session answers `/authorize` (silent re-authentication).
     Session { session: SessionRecord, prompt_none: bool },
-    /// Back at `/continue` from an Action's page.
-    Continued { resume_at: Resume, query: serde_json::Value, body: serde_json::Value },
+    /// Back at `/continue` from an Action's page, with the `state` being continued and what
+    /// the browser brought (which `api.redirect.validateToken` checks tokens against).
+    Continued { resume_at: Resume, query: serde_json::Value, body: serde_json::Value, continuing: Continue },
 }
 
 /// A login whose user is known, carried from step to step.
@@ -59,7 +61,7 @@ impl Login {
             amr: s.amr,
             upstream: s.upstream,
             custom: CustomClaims::default(),
-            session: SessionPlan::Reuse { sid: s.sid },
+            session: SessionPlan::Reuse { sid: s.sid, created_at: s.created_at },
             prompt_none,
         })
     }
@@ -93,9 +95,9 @@ pub(crate) async fn resume(
             }
         }
         Event::Session { session, prompt_none } => (Login::silent(core, session, prompt_none).await?, Entry::Start),
-        Event::Continued { resume_at, query, body } => {
+        Event::Continued { resume_at, query, body, continuing } => {
             let action = resume_at.action;
-            (Login::resumed(core, resume_at).await?, Entry::Continue { action, query, body })
+            (Login::resumed(core, resume_at).await?, Entry::Continue { action, query, body, continuing })
         }
     };
     // Actions before the session: a denied login opens none.
@@ -125,7 +127,7 @@ async fn finish(
 ) -> Result<Outcome, FlowError> {
     let mut set_session = None;
     let sid = match &login.session {
-        SessionPlan::Reuse { sid } => sid.clone(),
+        SessionPlan::Reuse { sid, .. } => sid.clone(),
         SessionPlan::Detached => random_token(16),
         SessionPlan::Open => {
             // A new session id at every login: a cookie planted before login is worthless after.
@@ -172,5 +174,10 @@ pub async fn continue_login(
     } else {
         (pairs.into(), serde_json::json!({}))
     };
-    resume(core, &txn.request.into(), Event::Continued { resume_at, query, body }, browser).await
+    let continuing = Continue {
+        state: state.to_owned(),
+        params: params.pairs().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    let event = Event::Continued { resume_at, query, body, continuing };
+    resume(core, &txn.request.into(), event, browser).await
 }

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod params;
+mod refresh_actions;
 pub mod request;
 pub mod resource;
 pub mod token;

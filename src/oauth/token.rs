@@ -187,7 +187,7 @@ fn user_tokens(
         sid: Some(grant.sid.clone()),
         extra: grant.custom.access_token.clone(),
     };
-    let access_token = mint_access_token(&ring, &access)?;
+    let access_token = capped("access token", mint_access_token(&ring, &access)?)?;
     let id_token = mint_id_token(
         &ring,
         &IdTokenInput {
@@ -205,14 +205,28 @@ fn user_tokens(
             custom: &grant.custom.id_token,
         },
     )?;
+    let id_token = capped("ID token", id_token)?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: ttl,
         id_token: Some(id_token),
         refresh_token,
-        scope: grant.scopes.to_string(),
+        // RFC 6749 5.1: the scope of the access token issued, with what Actions added or
+        // removed.
+        scope: access_scopes.to_string(),
     })
+}
+
+/// Refuse a token past [`MAX_TOKEN_BYTES`](crate::actions::limits::MAX_TOKEN_BYTES): what
+/// Actions and profiles add must not make tokens that clients and proxies choke on.
+fn capped(what: &'static str, token: String) -> Result<String, OAuthError> {
+    let max = crate::actions::limits::MAX_TOKEN_BYTES;
+    if token.len() > max {
+        tracing::error!(token = what, bytes = token.len(), limit = max, "a token would exceed the size limit; refused");
+        return Err(OAuthError::new(ErrorCode::ServerError, format!("the {what} would be larger than {max} bytes")));
+    }
+    Ok(token)
 }
 
 /// A refresh token is `<grant id>.<secret>`: the id finds the family, the hash of the whole
@@ -241,8 +255,17 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
         }
     };
     // Everything that can fail comes before the rotation: once rotated, a client that never
-    // received the new token would find its retry treated as reuse.
-    let user = load_user(core, &current.user_id).await?;
+    // received the new token would find its retry treated as reuse. The post-login Actions
+    // run here too (Auth0 does); a denial rotates and revokes nothing.
+    let mut user = load_user(core, &current.user_id).await?;
+    // Only for the current token: a rotated-out or wrong one goes straight to `rotate`, which
+    // refuses it (and revokes the family on reuse) without running anything. The hashes are
+    // of high-entropy tokens, so comparing them leaks nothing useful.
+    let custom = if current.refresh == Some(token.hash()) {
+        super::refresh_actions::on_refresh(core, client, &current, &mut user, &scopes).await?
+    } else {
+        current.custom.clone()
+    };
     let next = RefreshToken::new(grant_id);
     let now = core.clock.now();
     let mut grant = match core.store.grants.rotate(grant_id, token.hash(), next.hash(), now).await? {
@@ -256,6 +279,7 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
         Rotation::Invalid => return Err(invalid()),
     };
     grant.scopes = scopes;
+    grant.custom = custom;
     user_tokens(core, &grant, &user, None, Some(next.expose().to_owned()))
 }
 
@@ -300,7 +324,7 @@ async fn client_credentials(core: &Core, client: &ClientSettings, p: &Params) ->
         extra,
     };
     Ok(TokenResponse {
-        access_token: mint_access_token(&core.keys.ring(), &claims)?,
+        access_token: capped("access token", mint_access_token(&core.keys.ring(), &claims)?)?,
         token_type: "Bearer",
         expires_in: ttl,
         id_token: None,
@@ -339,4 +363,16 @@ async fn credentials_exchange_actions(
         return Err(OAuthError::new(ErrorCode::AccessDenied, reason));
     }
     Ok(effects.claims.access_token)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_past_the_size_cap_is_refused() {
+        let max = crate::actions::limits::MAX_TOKEN_BYTES;
+        assert_eq!(super::capped("ID token", "x".repeat(max)).unwrap().len(), max);
+        let e = super::capped("ID token", "x".repeat(max + 1)).unwrap_err();
+        assert_eq!(e.code, super::ErrorCode::ServerError);
+        assert!(e.description.contains("larger than 16384 bytes"), "{}", e.description);
+    }
 }

@@ -84,14 +84,26 @@ pub(super) struct RawLogin {
 pub(super) struct RawActions {
     #[serde(default)]
     pub(super) memory_limit_mb: Option<usize>,
+    /// Running time of one run (wall clock, network waits excluded). `cpu_ms` is its old
+    /// name: it was never CPU time.
+    #[serde(default, alias = "cpu_ms")]
+    pub(super) time_limit_ms: Option<u64>,
     #[serde(default)]
-    pub(super) cpu_ms: Option<u64>,
+    pub(super) modules: Vec<RawModule>,
     #[serde(default)]
     pub(super) post_login: Vec<RawAction>,
     #[serde(default)]
     pub(super) credentials_exchange: Vec<RawAction>,
     #[serde(default)]
     pub(super) pre_user_registration: Vec<RawAction>,
+}
+
+/// Shared code actions `require` by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModule {
+    pub(super) name: String,
+    pub(super) file: String,
 }
 
 #[derive(Deserialize)]

@@ -91,7 +91,12 @@ pub enum SessionPlan {
     /// An interactive login: open a new SSO session (a new id at every login).
     Open,
     /// A silent login answered from the live session with this `sid`.
-    Reuse { sid: String },
+    Reuse {
+        sid: String,
+        /// When that session opened (Auth0's `event.session.created_at`).
+        #[serde(default)]
+        created_at: u64,
+    },
     /// An IdP-initiated login: tokens with a session id of their own, no SSO session.
     Detached,
 }

@@ -147,7 +147,7 @@ pub fn mint_id_token(ring: &KeyRing, input: &IdTokenInput<'_>) -> Result<String,
 }
 
 /// Claims an Action may never set: they carry Gatehouse's own guarantees.
-pub const RESERVED_CLAIMS: [&str; 14] = [
+pub const RESERVED_CLAIMS: [&str; 21] = [
     "iss",
     "sub",
     "aud",
@@ -162,6 +162,13 @@ pub const RESERVED_CLAIMS: [&str; 14] = [
     "jti",
     "scope",
     "client_id",
+    "acr",
+    "amr",
+    "typ",
+    "cnf",
+    "act",
+    "c_hash",
+    "org_id",
 ];
 
 pub fn mint_access_token(ring: &KeyRing, claims: &AccessClaims) -> Result<String, KeyError> {
