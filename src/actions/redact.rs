@@ -15,8 +15,7 @@ const MIN_FRAGMENT: usize = 6;
 /// encoded string (only the characters that depend on the secret alone).
 fn encodings(secret: &str) -> Vec<String> {
     let bytes = secret.as_bytes();
-    let mut out = vec![secret.to_owned()];
-    out.push(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    let mut out = vec![bytes.iter().map(|b| format!("{b:02x}")).collect()];
     out.push(bytes.iter().map(|b| format!("{b:02X}")).collect());
     let form: String = url::form_urlencoded::byte_serialize(bytes).collect();
     out.push(form.replace('+', "%20"));
@@ -35,7 +34,9 @@ fn encodings(secret: &str) -> Vec<String> {
             }
         }
     }
-    out.retain(|e| e == secret || e.len() >= MIN_FRAGMENT);
+    out.retain(|e| e.len() >= MIN_FRAGMENT);
+    // The secret itself is redacted whatever its length.
+    out.push(secret.to_owned());
     // Longest first, so a longer form is replaced whole before a fragment of it.
     out.sort_by_key(|e| std::cmp::Reverse(e.len()));
     out.dedup();

@@ -5,7 +5,7 @@
 use gatehouse_connector::{UpstreamIdentity, Url};
 
 use super::binding::{Binding, new_transaction, save};
-use super::event::{login_event, registration_event};
+use super::event::{login_event, new_user, registration_event};
 use super::response::reply_error;
 use super::resume::Login;
 use super::{AuthorizationResponse, Browser, FlowError, Next, Outcome};
@@ -27,7 +27,7 @@ pub(super) async fn pre_user_registration(
     connection: &ConnectionId,
     browser: &Browser,
 ) -> Result<Result<NewUserMetadata, AuthorizationResponse>, FlowError> {
-    let event = registration_event(core, request, user_id, identity, connection, browser);
+    let event = registration_event(core, request, &new_user(user_id, identity), connection, browser);
     let effects = crate::actions::run(
         &core.settings.actions,
         Trigger::PreUserRegistration,

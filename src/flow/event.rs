@@ -54,16 +54,9 @@ pub(super) fn login_event(
     event::post_login(&login.user, &facts)
 }
 
-/// Auth0's pre-user-registration `event`, for a user about to be created.
-pub(super) fn registration_event(
-    core: &Core,
-    request: &AuthorizationRequest,
-    user_id: &UserId,
-    identity: &UpstreamIdentity,
-    connection: &ConnectionId,
-    browser: &Browser,
-) -> serde_json::Value {
-    let user = NewUser {
+/// The user about to be created, as the pre-user-registration `event` names them.
+pub(super) fn new_user<'a>(user_id: &'a UserId, identity: &'a UpstreamIdentity) -> NewUser<'a> {
+    NewUser {
         user_id: user_id.as_str(),
         email: identity.email.as_deref(),
         email_verified: identity.email_verified,
@@ -72,9 +65,19 @@ pub(super) fn registration_event(
         family_name: identity.family_name.as_deref(),
         nickname: identity.nickname.as_deref(),
         picture: identity.picture.as_deref(),
-    };
+    }
+}
+
+/// Auth0's pre-user-registration `event`, for `user` about to be created.
+pub(super) fn registration_event(
+    core: &Core,
+    request: &AuthorizationRequest,
+    user: &NewUser<'_>,
+    connection: &ConnectionId,
+    browser: &Browser,
+) -> serde_json::Value {
     event::pre_user_registration(
-        &user,
+        user,
         &parties(core, request, connection),
         &request_facts(browser),
         request.scopes.iter().collect(),
