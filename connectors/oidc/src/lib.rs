@@ -162,6 +162,23 @@ impl OidcConnector {
         }
     }
 
+    /// The same adapter, also noting the status of the last response (the token exchange:
+    /// only a 200 answer's body is ever read as tokens).
+    fn http_client_noting_status(
+        &self,
+        status: Arc<std::sync::Mutex<Option<u16>>>,
+    ) -> impl Fn(openidconnect::HttpRequest) -> HttpFuture + Send + Sync + 'static {
+        let http = self.http.clone();
+        move |req| {
+            let (http, status) = (http.clone(), status.clone());
+            Box::pin(async move {
+                let response = http.execute(req).await?;
+                *status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(response.status().as_u16());
+                Ok(response)
+            })
+        }
+    }
+
     /// Discovery and keys, from the cache or fetched now. `refresh` forces a new fetch (an
     /// unknown `kid`: the provider may have rotated its keys).
     async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, ConnectorError> {
@@ -399,20 +416,24 @@ impl Connector for OidcConnector {
         let client = client_for!(self, metadata.as_ref());
         let http = self.http_client();
         let nonce = Nonce::new(state.nonce);
+        let status = Arc::new(std::sync::Mutex::new(None));
         let exchanged = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| ConnectorError::Misconfigured(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(state.verifier))
-            .request_async(&http)
+            .request_async(&self.http_client_noting_status(status.clone()))
             .await;
+        let answered_ok = *status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(200);
         let (access_token, mut raw) = match exchanged {
             Ok(token) => {
                 let raw = self.verify_parsed(&mut metadata, &token, &nonce).await?;
                 (token.access_token().secret().clone(), raw)
             }
-            // The crate could not read the response; an `iss` that is not a URL (one of the
-            // listed spellings) is the one case verified by the other path.
-            Err(openidconnect::RequestTokenError::Parse(_, body)) if !self.config.extra_issuers.is_empty() => {
+            // The crate could not read a 200 answer (an `iss` that is not a URL, such as a
+            // listed spelling): the other path verifies it and accepts the listed spellings only.
+            Err(openidconnect::RequestTokenError::Parse(_, body))
+                if answered_ok && !self.config.extra_issuers.is_empty() =>
+            {
                 self.verify_unparsed(&mut metadata, &body, &nonce).await?
             }
             Err(e) => {
