@@ -4,8 +4,11 @@
 //! and the Gatehouse transaction id as `state`. The ID token is verified in full by the
 //! `openidconnect` crate: signature against the provider's JWKS (fetched again once when a
 //! `kid` is unknown, for key rotation), issuer, audience, expiry and nonce; only asymmetric
-//! algorithms are accepted. Discovery happens on first use and is cached, so an unreachable
-//! provider never stops Gatehouse from starting.
+//! algorithms are accepted. An `iss` that is not a URL (Google's `accounts.google.com`),
+//! which that crate cannot read, is accepted only when listed in `extra_issuers`, its token
+//! then verified with the same checks by the `jsonwebtoken` crate (see `listed_issuer`).
+//! Discovery happens on first use and is cached, so an unreachable provider never stops
+//! Gatehouse from starting.
 
 mod listed_issuer;
 #[cfg(feature = "testkit")]
