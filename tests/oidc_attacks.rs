@@ -2,6 +2,7 @@
 //! mis-addressed, expired, unsigned, key-confused, oversized and slow answers must each end on
 //! an error page, with no redirect to the client, no code, no session and no user; the honest
 //! answers (and a key rotation, and a listed issuer spelling) must still sign the person in.
+//! A `google` connection against the same upstream accepts Google's two issuer spellings only.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -761,4 +762,39 @@ async fn an_unreachable_provider_started_from_authorize_gets_a_502() {
     let a = finish(b.get(authorize_url(&app, RP, RP_REDIRECT, &challenge, &[])), Vec::new(), verifier).await;
     assert_error_page(&a, 502, "upstream_unavailable");
     assert_nothing_left(&app, &b, &a, &[]).await;
+}
+
+/// The same upstream behind a `google` connection (its issuer pointed at the fake).
+async fn google(upstream: &str) -> TestApp {
+    let config = gatehouse_config(upstream, 5000, &[])
+        .replace("type = \"oidc\"", "type = \"google\"")
+        .replace("userinfo = true\n", "")
+        .replace(&format!("max_response_bytes = {MAX_RESPONSE}\n"), "")
+        .replace("extra_issuers = []\n", "");
+    TestApp::with(Options { config: Some(config), ..Default::default() }).await
+}
+
+/// Google's second spelling of its issuer (`accounts.google.com`: here the fake's issuer
+/// without its scheme) signs the person in through a Google connection, which a generic
+/// connection refuses (above); spellings Google does not use stay refused.
+#[tokio::test]
+async fn a_google_connection_accepts_google_s_two_issuer_spellings_only() {
+    let p = Provider::start(Mode::SchemelessIss);
+    let app = google(&p.issuer).await;
+    for mode in [Mode::SchemelessIss, Mode::Good] {
+        p.set_mode(mode);
+        let a = attempt(&app, &p, &browser()).await;
+        assert_eq!(a.status, 303, "login completes:\n{}", a.body);
+        let to = a.location.clone().unwrap();
+        assert!(to.starts_with(RP_REDIRECT) && param(&to, "code").is_some(), "{to}");
+        let user = format!("google-oauth2|{}", subject(mode));
+        assert!(app.core.store.users.get(&UserId::parse(&user).unwrap()).await.unwrap().is_some(), "{user}");
+    }
+    for mode in [Mode::UnlistedIss, Mode::AltIss, Mode::WrongIss] {
+        p.set_mode(mode);
+        let b = browser();
+        let a = attempt(&app, &p, &b).await;
+        assert_error_page(&a, 400, "invalid_upstream_response");
+        assert_nothing_left(&app, &b, &a, &[subject(mode), "admin".into(), "someone-else".into()]).await;
+    }
 }

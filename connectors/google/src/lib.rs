@@ -1,7 +1,9 @@
-//! Google sign-in: the OIDC connector with Google's defaults. Strategy `google-oauth2`, both
-//! issuer spellings Google uses (`https://accounts.google.com` and `accounts.google.com`),
-//! and an optional hosted-domain (`hd`) restriction for Google Workspace, checked on the
-//! verified ID token (the `hd` authorize parameter alone is only a hint to Google's UI).
+//! Google sign-in: the OIDC connector with Google's defaults. Strategy `google-oauth2`; ID
+//! tokens are accepted with exactly the two issuer spellings Google documents,
+//! `https://accounts.google.com` and `accounts.google.com` (any other `iss`, such as
+//! `http://accounts.google.com` or `accounts.google.com.evil.test`, is refused); and an
+//! optional hosted-domain (`hd`) restriction for Google Workspace, checked on the verified
+//! ID token (the `hd` authorize parameter alone is only a hint to Google's UI).
 
 use std::collections::BTreeMap;
 
@@ -57,7 +59,7 @@ impl ConnectorConfig for Config {
             }
         }
         let issuer = self.issuer.unwrap_or_else(|| ISSUER.into());
-        let extra_issuers = if issuer == ISSUER { vec!["accounts.google.com".into()] } else { Vec::new() };
+        let extra_issuers = schemeless_spelling(&issuer).into_iter().collect();
         let inner = gatehouse_connector_oidc::Config {
             issuer,
             client_id: self.client_id,
@@ -75,6 +77,14 @@ impl ConnectorConfig for Config {
         .open(ctx)?;
         Ok(GoogleConnector { inner, hosted_domains: self.hosted_domains })
     }
+}
+
+/// Google's second spelling of its issuer: the issuer without its scheme
+/// (`accounts.google.com`). A test provider's issuer gets the same treatment, so the
+/// tests exercise the path Google's tokens take.
+fn schemeless_spelling(issuer: &str) -> Option<String> {
+    let issuer = issuer.trim_end_matches('/');
+    issuer.strip_prefix("https://").or_else(|| issuer.strip_prefix("http://")).map(str::to_owned)
 }
 
 #[async_trait]
@@ -104,5 +114,17 @@ impl Connector for GoogleConnector {
             }
         }
         Ok(identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_s_issuer_has_exactly_its_documented_second_spelling() {
+        assert_eq!(schemeless_spelling(ISSUER).as_deref(), Some("accounts.google.com"));
+        assert_eq!(schemeless_spelling("http://127.0.0.1:8080/").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(schemeless_spelling("accounts.google.com"), None);
     }
 }

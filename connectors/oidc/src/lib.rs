@@ -4,9 +4,13 @@
 //! and the Gatehouse transaction id as `state`. The ID token is verified in full by the
 //! `openidconnect` crate: signature against the provider's JWKS (fetched again once when a
 //! `kid` is unknown, for key rotation), issuer, audience, expiry and nonce; only asymmetric
-//! algorithms are accepted. Discovery happens on first use and is cached, so an unreachable
-//! provider never stops Gatehouse from starting.
+//! algorithms are accepted. An `iss` that is not a URL (Google's `accounts.google.com`),
+//! which that crate cannot read, is accepted only when listed in `extra_issuers`, its token
+//! then verified with the same checks by the `jsonwebtoken` crate (see `listed_issuer`).
+//! Discovery happens on first use and is cached, so an unreachable provider never stops
+//! Gatehouse from starting.
 
+mod listed_issuer;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -22,6 +26,7 @@ use gatehouse_connector::{
 };
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreTokenResponse,
 };
 use openidconnect::{
     AccessToken, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
@@ -160,6 +165,23 @@ impl OidcConnector {
         }
     }
 
+    /// The same adapter, also noting the status of the last response (the token exchange:
+    /// only a 200 answer's body is ever read as tokens).
+    fn http_client_noting_status(
+        &self,
+        status: Arc<std::sync::Mutex<Option<u16>>>,
+    ) -> impl Fn(openidconnect::HttpRequest) -> HttpFuture + Send + Sync + 'static {
+        let http = self.http.clone();
+        move |req| {
+            let (http, status) = (http.clone(), status.clone());
+            Box::pin(async move {
+                let response = http.execute(req).await?;
+                *status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(response.status().as_u16());
+                Ok(response)
+            })
+        }
+    }
+
     /// Discovery and keys, from the cache or fetched now. `refresh` forces a new fetch (an
     /// unknown `kid`: the provider may have rotated its keys).
     async fn metadata(&self, refresh: bool) -> Result<Arc<CoreProviderMetadata>, ConnectorError> {
@@ -203,6 +225,63 @@ impl OidcConnector {
             .set_allowed_algs(ALGS)
             .require_issuer_match(self.config.extra_issuers.is_empty());
         id_token.claims(&verifier, nonce).map(|claims| claims.issuer().to_string())
+    }
+}
+
+impl OidcConnector {
+    /// Verify the ID token of a response the crate parsed; returns its claims.
+    async fn verify_parsed(
+        &self,
+        metadata: &mut Arc<CoreProviderMetadata>,
+        token: &CoreTokenResponse,
+        nonce: &Nonce,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConnectorError> {
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| ConnectorError::InvalidResponse("no id_token in the token response".into()))?;
+        let iss = match self.verify(metadata, id_token, nonce) {
+            Ok(iss) => iss,
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                // An unknown kid: the provider may have rotated its keys. Fetch them once.
+                *metadata = self.refresh_keys(metadata).await?;
+                self.verify(metadata, id_token, nonce).map_err(claims_error)?
+            }
+            Err(e) => return Err(claims_error(e)),
+        };
+        if iss != metadata.issuer().as_str() && !self.config.extra_issuers.contains(&iss) {
+            return Err(ConnectorError::InvalidResponse(format!("ID token issuer {iss} is not accepted")));
+        }
+        Ok(verified_payload(&id_token.to_string()))
+    }
+
+    /// Verify the ID token of a response the crate could not parse, against the listed
+    /// issuer spellings only; returns the access token and the claims.
+    async fn verify_unparsed(
+        &self,
+        metadata: &mut Arc<CoreProviderMetadata>,
+        body: &[u8],
+        nonce: &Nonce,
+    ) -> Result<(String, serde_json::Map<String, serde_json::Value>), ConnectorError> {
+        let token = listed_issuer::RawTokenResponse::parse(body)?;
+        let issuers: Vec<&str> = self.config.extra_issuers.iter().map(String::as_str).collect();
+        let check = |keys: &CoreJsonWebKeySet| {
+            listed_issuer::verify(&token.id_token, keys, &issuers, &self.config.client_id, nonce.secret())
+        };
+        let claims = match check(metadata.jwks()) {
+            Ok(claims) => claims,
+            Err(listed_issuer::Refusal::UnknownKey) => {
+                // As above: fetch the keys once for an unknown kid.
+                *metadata = self.refresh_keys(metadata).await?;
+                check(metadata.jwks()).map_err(|e| match e {
+                    listed_issuer::Refusal::UnknownKey => {
+                        ConnectorError::InvalidResponse("ID token rejected: no key matches its kid".into())
+                    }
+                    listed_issuer::Refusal::Invalid(why) => ConnectorError::InvalidResponse(why),
+                })?
+            }
+            Err(listed_issuer::Refusal::Invalid(why)) => return Err(ConnectorError::InvalidResponse(why)),
+        };
+        Ok((token.access_token, claims))
     }
 }
 
@@ -339,42 +418,43 @@ impl Connector for OidcConnector {
         }
         let client = client_for!(self, metadata.as_ref());
         let http = self.http_client();
-        let token = client
+        let nonce = Nonce::new(state.nonce);
+        let status = Arc::new(std::sync::Mutex::new(None));
+        let exchanged = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| ConnectorError::Misconfigured(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(state.verifier))
-            .request_async(&http)
-            .await
-            .map_err(|e| match e {
-                openidconnect::RequestTokenError::Request(inner) => inner,
-                openidconnect::RequestTokenError::ServerResponse(r) => {
-                    ConnectorError::InvalidResponse(format!("token endpoint refused the code: {}", r.error()))
-                }
-                other => ConnectorError::InvalidResponse(format!("token response: {other}")),
-            })?;
-        let id_token = token
-            .id_token()
-            .ok_or_else(|| ConnectorError::InvalidResponse("no id_token in the token response".into()))?;
-        let nonce = Nonce::new(state.nonce);
-        let iss = match self.verify(&metadata, id_token, &nonce) {
-            Ok(iss) => iss,
-            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
-                // An unknown kid: the provider may have rotated its keys. Fetch them once.
-                metadata = self.refresh_keys(&metadata).await?;
-                self.verify(&metadata, id_token, &nonce).map_err(claims_error)?
+            .request_async(&self.http_client_noting_status(status.clone()))
+            .await;
+        let answered_ok = *status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(200);
+        let (access_token, mut raw) = match exchanged {
+            Ok(token) => {
+                let raw = self.verify_parsed(&mut metadata, &token, &nonce).await?;
+                (token.access_token().secret().clone(), raw)
             }
-            Err(e) => return Err(claims_error(e)),
+            // The crate could not read a 200 answer (an `iss` that is not a URL, such as a
+            // listed spelling): the other path verifies it and accepts the listed spellings only.
+            Err(openidconnect::RequestTokenError::Parse(_, body))
+                if answered_ok && !self.config.extra_issuers.is_empty() =>
+            {
+                self.verify_unparsed(&mut metadata, &body, &nonce).await?
+            }
+            Err(e) => {
+                return Err(match e {
+                    openidconnect::RequestTokenError::Request(inner) => inner,
+                    openidconnect::RequestTokenError::ServerResponse(r) => {
+                        ConnectorError::InvalidResponse(format!("token endpoint refused the code: {}", r.error()))
+                    }
+                    other => ConnectorError::InvalidResponse(format!("token response: {other}")),
+                });
+            }
         };
-        if iss != metadata.issuer().as_str() && !self.config.extra_issuers.contains(&iss) {
-            return Err(ConnectorError::InvalidResponse(format!("ID token issuer {iss} is not accepted")));
-        }
-        let mut raw = verified_payload(&id_token.to_string());
         if self.config.userinfo {
             let c = client_for!(self, metadata.as_ref());
             let sub =
                 raw.get("sub").and_then(|s| s.as_str()).map(|s| openidconnect::SubjectIdentifier::new(s.to_owned()));
             let info: openidconnect::core::CoreUserInfoClaims = c
-                .user_info(AccessToken::new(token.access_token().secret().clone()), sub)
+                .user_info(AccessToken::new(access_token), sub)
                 .map_err(|e| ConnectorError::Misconfigured(format!("userinfo: {e}")))?
                 .request_async(&http)
                 .await

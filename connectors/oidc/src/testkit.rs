@@ -49,6 +49,8 @@ struct Inner {
     provider: Provider,
     key: CoreRsaPrivateSigningKey,
     issuer: Mutex<String>,
+    /// The `iss` of the ID tokens when not the issuer; `Null` leaves it out.
+    token_iss: Mutex<Option<serde_json::Value>>,
     codes: Mutex<HashMap<String, Grant>>,
     counter: AtomicUsize,
 }
@@ -67,6 +69,7 @@ impl FakeProvider {
             provider,
             key,
             issuer: Mutex::default(),
+            token_iss: Mutex::default(),
             codes: Mutex::default(),
             counter: AtomicUsize::new(0),
         });
@@ -95,6 +98,12 @@ impl FakeProvider {
             Grant { challenge: get("code_challenge"), redirect_uri: get("redirect_uri"), nonce: get("nonce"), at: now };
         self.inner.codes.lock().unwrap().insert(code.clone(), grant);
         CallbackInput::Query(vec![("code".into(), code), ("state".into(), get("state"))])
+    }
+
+    /// The ID tokens issued from now on carry this `iss` instead of the issuer
+    /// (`Value::Null`: no `iss` at all); for tests of issuer spellings.
+    pub fn set_id_token_iss(&self, iss: serde_json::Value) {
+        *self.inner.token_iss.lock().unwrap() = Some(iss);
     }
 
     /// The person (or the provider) refuses: `error=access_denied` with the request's `state`.
@@ -152,6 +161,13 @@ impl Inner {
         });
         for (k, v) in fixed.as_object().expect("an object") {
             claims[k] = v.clone();
+        }
+        match self.token_iss.lock().unwrap().clone() {
+            None => {}
+            Some(serde_json::Value::Null) => {
+                claims.as_object_mut().expect("an object").remove("iss");
+            }
+            Some(iss) => claims["iss"] = iss,
         }
         Response::json(
             200,
