@@ -190,13 +190,22 @@ macro_rules! secret_type {
 }
 
 secret_type!(
-    /// A single-use authorization code (RFC 6749 4.1.2).
+    /// A single-use authorization code (RFC 6749 4.1.2), `<grant id>.<secret>`: the grant
+    /// id names the grant its redemption creates, which then keeps the code's hash, so a
+    /// replay finds that grant without a record per code.
     AuthCode
 );
 impl AuthCode {
-    /// A fresh code (32 random bytes).
-    pub fn random() -> Self {
-        Self(random_token(32))
+    /// A fresh code (32 random bytes) of the grant `grant_id` its redemption will create.
+    pub fn new(grant_id: &str) -> Self {
+        Self(format!("{grant_id}.{}", random_token(32)))
+    }
+    /// The grant this code claims to belong to.
+    /// Only base64url ids pass, the shape Gatehouse issues: a key's Cluster hash tag is then
+    /// always the whole id, so a crafted one cannot split a code from its grant.
+    pub fn grant_id(&self) -> Option<&str> {
+        RefreshToken::grant_id_of(&self.0)
+            .filter(|g| g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     }
 }
 
@@ -395,8 +404,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_and_ids_checked() {
-        let code = AuthCode::random();
+        let code = AuthCode::new("g1");
         assert_eq!(format!("{code:?}"), "AuthCode([redacted])");
+        assert_eq!(code.grant_id(), Some("g1"));
+        assert_eq!(AuthCode::from_presented("no-grant-id").grant_id(), None);
+        assert_eq!(AuthCode::from_presented(".secret").grant_id(), None);
+        assert_eq!(AuthCode::from_presented("}g.secret").grant_id(), None);
         assert_eq!(code.hash(), SecretHash::of(code.expose()));
         let rt = RefreshToken::new("g1");
         assert!(!format!("{rt:?}").contains(rt.expose()));

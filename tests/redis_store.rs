@@ -262,3 +262,111 @@ async fn sentinel_failover_is_followed() {
     let role = command(setup.replica.port, "ROLE").unwrap();
     assert!(role.contains("master"), "writes now go to the promoted replica: {role}");
 }
+
+/// `MEMORY USAGE` of `key`, in bytes (0 when it does not exist).
+async fn memory_usage(con: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    let n: Option<i64> =
+        redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query_async(con).await.unwrap();
+    n.unwrap_or(0)
+}
+
+/// The keys of this store, sorted.
+async fn keys_of(con: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(con).await.unwrap();
+    keys.sort();
+    keys
+}
+
+/// What a redeemed code costs: no key of its own, only its hash on its grant. A login with a
+/// refresh token adds one field to the grant hash it creates anyway; a login without one
+/// keeps a hash with that one field for `grant_ttl`. The bytes are printed next to what the
+/// former tombstone (`{prefix}:code:<hash>` holding `U<grant id>`) cost, and ARCHITECTURE.md
+/// quotes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeemed_code_leaves_only_its_hash_on_its_grant() {
+    use gatehouse::store::{CodeRecord, GrantRecord, Redeemed};
+    use gatehouse::types::{AuthCode, ClientId, RedirectUri, Scopes, SecretHash, UserId, random_token};
+
+    let redis = TestRedis::start();
+    let (s, _, prefix) = store_with_prefix(Topology::Single(redis.url())).await;
+    let mut con = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let now = SystemClock.now();
+    let record = CodeRecord {
+        client_id: ClientId::parse("app").unwrap(),
+        redirect_uri: RedirectUri::parse("https://app.example/cb").unwrap(),
+        scopes: Scopes::parse("openid offline_access").unwrap(),
+        nonce: Some("n".into()),
+        code_challenge: None,
+        user_id: UserId::parse("auth0|ada").unwrap(),
+        sid: random_token(16),
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        issued_at: now,
+        custom: Default::default(),
+        unsolicited: false,
+    };
+
+    // A login without a refresh token.
+    let gid = random_token(16);
+    let code = AuthCode::new(&gid);
+    s.codes.put(&code, &record, 60).await.unwrap();
+    assert_eq!(keys_of(&mut con, &prefix).await.len(), 1, "the live code");
+    assert!(matches!(s.codes.redeem(&code, 3600).await.unwrap(), Redeemed::Fresh(_)));
+    let grant_key = format!("{prefix}:grant:{{{gid}}}");
+    assert_eq!(keys_of(&mut con, &prefix).await, vec![grant_key.clone()], "the code's key is gone");
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&grant_key).query_async(&mut con).await.unwrap();
+    assert_eq!(fields, vec!["code".to_owned()]);
+    let ttl: i64 = redis::cmd("TTL").arg(&grant_key).query_async(&mut con).await.unwrap();
+    assert!((1..=3600).contains(&ttl), "a grant with no record expires ({ttl})");
+    let code_only = memory_usage(&mut con, &grant_key).await;
+
+    // A login with a refresh token: the grant hash exists anyway; the code adds one field.
+    let gid = random_token(16);
+    let code = AuthCode::new(&gid);
+    s.codes.put(&code, &record, 60).await.unwrap();
+    assert!(matches!(s.codes.redeem(&code, 3600).await.unwrap(), Redeemed::Fresh(_)));
+    let grant = GrantRecord {
+        id: gid.clone(),
+        client_id: record.client_id.clone(),
+        user_id: record.user_id.clone(),
+        scopes: record.scopes.clone(),
+        sid: record.sid.clone(),
+        auth_time: now,
+        amr: record.amr.clone(),
+        created_at: now,
+        last_used_at: now,
+        refresh: Some(SecretHash::of(&random_token(32))),
+        rotated: vec![],
+        expires_at: now + 30 * 86400,
+        idle_ttl: 14 * 86400,
+        custom: Default::default(),
+    };
+    s.grants.put(&grant).await.unwrap();
+    let grant_key = format!("{prefix}:grant:{{{gid}}}");
+    let with_code = memory_usage(&mut con, &grant_key).await;
+    let ttl: i64 = redis::cmd("TTL").arg(&grant_key).query_async(&mut con).await.unwrap();
+    assert!(ttl > 3600, "the code's hash lives as long as the family ({ttl})");
+    assert_eq!(s.codes.redeem(&code, 3600).await.unwrap(), Redeemed::Reused { grant_id: gid.clone() });
+    let _: i64 = redis::cmd("HDEL").arg(&grant_key).arg("code").query_async(&mut con).await.unwrap();
+    let without_code = memory_usage(&mut con, &grant_key).await;
+
+    // The former tombstone, written as the former redeem script wrote it.
+    let tombstone_key = format!("{prefix}:code:{}", code.hash().to_hex());
+    let _: () = redis::cmd("SET")
+        .arg(&tombstone_key)
+        .arg(format!("U{gid}"))
+        .arg("EX")
+        .arg(3600)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let tombstone = memory_usage(&mut con, &tombstone_key).await;
+
+    let on_grant = with_code - without_code;
+    eprintln!(
+        "bytes per redeemed code: former tombstone {tombstone} (1 h); now {on_grant} on a refresh \
+         family's hash (its life), {code_only} for a login without refresh token (1 h)"
+    );
+    assert!(on_grant > 0 && on_grant < tombstone, "a field on the grant costs less than a key of its own");
+    assert!(code_only <= tombstone, "a code-only grant costs no more than the tombstone did");
+}

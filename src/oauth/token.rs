@@ -41,7 +41,8 @@ pub async fn issue_code(
     who: CodeSubject<'_>,
     custom: &CustomClaims,
 ) -> Result<AuthCode, StoreError> {
-    let code = AuthCode::random();
+    // The id of the grant this code's redemption will create travels inside the code.
+    let code = AuthCode::new(&random_token(16));
     let now = core.clock.now();
     let record = CodeRecord {
         client_id: req.client_id.clone(),
@@ -57,7 +58,7 @@ pub async fn issue_code(
         custom: custom.clone(),
         unsolicited: req.unsolicited,
     };
-    core.store.codes.put(code.hash(), &record, core.settings.tokens.code_ttl).await?;
+    core.store.codes.put(&code, &record, core.settings.tokens.code_ttl).await?;
     Ok(code)
 }
 
@@ -83,14 +84,12 @@ fn revocation_ttl(core: &Core) -> u64 {
 }
 
 async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) -> Result<TokenResponse, OAuthError> {
-    let code = p.require("code")?;
-    let grant_id = random_token(16);
-    // The tombstone outlives the code's access tokens, so a replay within that hour revokes
-    // what the first use issued (RFC 6749 10.5). Keeping one per login for the 30 days of a
-    // refresh family would cost a record per login for a month; a replay that late finds an
-    // unknown code and is refused, without revoking.
-    let tombstone = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
-    let record = match core.store.codes.redeem(AuthCode::from_presented(code).hash(), &grant_id, tombstone).await? {
+    let code = AuthCode::from_presented(p.require("code")?);
+    // The grant keeps the code's hash while it lives (a refresh family: up to 30 days), so a
+    // replay then revokes what the first use issued (RFC 6749 10.5). A grant without a
+    // refresh token has no record: its code's hash is kept as long as its access tokens live.
+    let code_only = core.settings.tokens.access_token_ttl.max(core.settings.tokens.code_ttl);
+    let record = match core.store.codes.redeem(&code, code_only).await? {
         Redeemed::Fresh(r) => *r,
         Redeemed::Reused { grant_id: first } => {
             // RFC 6749 10.5: a code used twice revokes what its first use issued.
@@ -121,8 +120,12 @@ async fn authorization_code(core: &Core, client: &ClientSettings, p: &Params) ->
     let user = load_user(core, &record.user_id).await?;
     let now = core.clock.now();
     let refresh = issue_refresh(client, &record.scopes);
+    // `redeem` found the record, so the code has the grant id it was issued with.
+    let Some(grant_id) = code.grant_id() else {
+        return Err(OAuthError::invalid_grant("the authorization code is invalid or expired"));
+    };
     let mut grant = GrantRecord {
-        id: grant_id,
+        id: grant_id.to_owned(),
         client_id: client.id.clone(),
         user_id: record.user_id.clone(),
         scopes: record.scopes.clone(),

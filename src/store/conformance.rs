@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::*;
-use crate::types::{ClientId, ConnectionId, RedirectUri, Scopes, SecretHash, TransactionId, UserId};
+use crate::types::{AuthCode, ClientId, ConnectionId, RedirectUri, Scopes, SecretHash, TransactionId, UserId};
 
 #[async_trait]
 pub trait Harness: Send + Sync {
@@ -20,6 +20,7 @@ pub async fn run_all(store: &Store, h: &dyn Harness) {
     transactions_take_once_and_expire(store, h).await;
     transaction_race_has_one_taker(store, h).await;
     codes_redeem_once_then_report_reuse(store, h).await;
+    code_replay_finds_its_grant(store, h).await;
     code_race_has_one_winner(store, h).await;
     sessions_live_until_deleted_or_expired(store, h).await;
     refresh_rotation_and_reuse_detection(store, h).await;
@@ -193,32 +194,84 @@ async fn transaction_race_has_one_taker(store: &Store, h: &dyn Harness) {
     assert_eq!(mine, 1, "exactly one of 16 concurrent callbacks takes the transaction");
 }
 
-async fn codes_redeem_once_then_report_reuse(store: &Store, h: &dyn Harness) {
-    let code = SecretHash::of(&unique("code"));
-    let rec = code_record(h.now());
-    store.codes.put(code, &rec, 60).await.unwrap();
-    assert_eq!(store.codes.redeem(code, "g1", 60).await.unwrap(), Redeemed::Fresh(Box::new(rec.clone())));
-    assert_eq!(
-        store.codes.redeem(code, "g2", 60).await.unwrap(),
-        Redeemed::Reused { grant_id: "g1".into() },
-        "second redemption names the first grant"
-    );
-    assert_eq!(store.codes.redeem(SecretHash::of("never"), "g", 60).await.unwrap(), Redeemed::Unknown);
+/// A code of a grant id no other check uses (base64url, like the ones Gatehouse issues).
+fn fresh_code() -> (String, AuthCode) {
+    let grant_id = unique("g").replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    let code = AuthCode::new(&grant_id);
+    (grant_id, code)
+}
 
-    let expiring = SecretHash::of(&unique("code"));
-    store.codes.put(expiring, &rec, 1).await.unwrap();
+async fn codes_redeem_once_then_report_reuse(store: &Store, h: &dyn Harness) {
+    let (gid, code) = fresh_code();
+    let rec = code_record(h.now());
+    store.codes.put(&code, &rec, 60).await.unwrap();
+    assert_eq!(store.codes.redeem(&code, 60).await.unwrap(), Redeemed::Fresh(Box::new(rec.clone())));
+    assert_eq!(
+        store.codes.redeem(&code, 60).await.unwrap(),
+        Redeemed::Reused { grant_id: gid.clone() },
+        "second redemption names the grant in the code"
+    );
+    let never = AuthCode::new(&fresh_code().0);
+    assert_eq!(store.codes.redeem(&never, 60).await.unwrap(), Redeemed::Unknown);
+    assert_eq!(store.codes.redeem(&AuthCode::from_presented("no-grant-id"), 60).await.unwrap(), Redeemed::Unknown);
+
+    // A forged code: the real grant id, a wrong secret. It finds nothing and revokes nothing.
+    let forged = AuthCode::new(&gid);
+    assert_eq!(store.codes.redeem(&forged, 60).await.unwrap(), Redeemed::Unknown, "forged secret");
+    assert_eq!(store.codes.redeem(&code, 60).await.unwrap(), Redeemed::Reused { grant_id: gid }, "still known");
+
+    let (_, expiring) = fresh_code();
+    store.codes.put(&expiring, &rec, 1).await.unwrap();
     h.advance(2).await;
-    assert_eq!(store.codes.redeem(expiring, "g", 60).await.unwrap(), Redeemed::Unknown, "code TTL");
+    assert_eq!(store.codes.redeem(&expiring, 60).await.unwrap(), Redeemed::Unknown, "code TTL");
+}
+
+/// A replay revokes what the first redemption issued: with a refresh family, for the whole
+/// life of the family; without one, for the `grant_ttl` given at redemption.
+async fn code_replay_finds_its_grant(store: &Store, h: &dyn Harness) {
+    let (gid, code) = fresh_code();
+    store.codes.put(&code, &code_record(h.now()), 60).await.unwrap();
+    assert!(matches!(store.codes.redeem(&code, 1).await.unwrap(), Redeemed::Fresh(_)));
+    store.grants.put(&grant(&gid, h.now(), SecretHash::of(&unique("rt")))).await.unwrap();
+    h.advance(2).await;
+    let Redeemed::Reused { grant_id } = store.codes.redeem(&code, 1).await.unwrap() else {
+        panic!("a grant with a record keeps its code's hash past grant_ttl");
+    };
+    assert_eq!(grant_id, gid);
+    let marker = format!("grant:{gid}");
+    store.grants.revoke(&grant_id, 60).await.unwrap();
+    assert!(store.revocations.any_revoked(&[&marker]).await.unwrap(), "the first use's tokens are revoked");
+    assert_eq!(store.grants.get(&gid).await.unwrap(), None, "and its refresh family");
+
+    // A forged secret under a live grant's id leaves the grant alone.
+    let (gid, code) = fresh_code();
+    store.codes.put(&code, &code_record(h.now()), 60).await.unwrap();
+    assert!(matches!(store.codes.redeem(&code, 60).await.unwrap(), Redeemed::Fresh(_)));
+    store.grants.put(&grant(&gid, h.now(), SecretHash::of(&unique("rt")))).await.unwrap();
+    assert_eq!(store.codes.redeem(&AuthCode::new(&gid), 60).await.unwrap(), Redeemed::Unknown);
+    assert!(store.grants.get(&gid).await.unwrap().is_some(), "the forged code revoked nothing");
+    assert!(!store.revocations.any_revoked(&[&format!("grant:{gid}")]).await.unwrap());
+
+    // No refresh token, no grant record: the code's hash lives `grant_ttl`, then a replay is
+    // an unknown code.
+    let (gid, code) = fresh_code();
+    store.codes.put(&code, &code_record(h.now()), 60).await.unwrap();
+    assert!(matches!(store.codes.redeem(&code, 5).await.unwrap(), Redeemed::Fresh(_)));
+    assert_eq!(store.grants.get(&gid).await.unwrap(), None, "a code-only grant has no record");
+    assert_eq!(store.codes.redeem(&code, 5).await.unwrap(), Redeemed::Reused { grant_id: gid });
+    h.advance(6).await;
+    assert_eq!(store.codes.redeem(&code, 5).await.unwrap(), Redeemed::Unknown, "grant_ttl");
 }
 
 async fn code_race_has_one_winner(store: &Store, h: &dyn Harness) {
     const N: usize = 50;
-    let code = SecretHash::of(&unique("code"));
-    store.codes.put(code, &code_record(h.now()), 60).await.unwrap();
+    let (_, code) = fresh_code();
+    store.codes.put(&code, &code_record(h.now()), 60).await.unwrap();
     let tasks: Vec<_> = (0..N)
-        .map(|i| {
+        .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.codes.redeem(code, &format!("g{i}"), 60).await.unwrap() })
+            let code = code.clone();
+            tokio::spawn(async move { s.codes.redeem(&code, 60).await.unwrap() })
         })
         .collect();
     let mut fresh = 0;

@@ -45,11 +45,11 @@ impl<B: TransactionStore> TransactionStore for Counting<B> {
 
 #[async_trait]
 impl<B: CodeStore> CodeStore for Counting<B> {
-    async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
+    async fn put(&self, code: &AuthCode, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
         self.tick().put(code, record, ttl).await
     }
-    async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed> {
-        self.tick().redeem(code, grant_id, tombstone_ttl).await
+    async fn redeem(&self, code: &AuthCode, grant_ttl: u64) -> StoreResult<Redeemed> {
+        self.tick().redeem(code, grant_ttl).await
     }
 }
 

@@ -41,14 +41,12 @@ impl<V: Clone> TtlMap<V> {
     }
 }
 
-enum CodeSlot {
-    Live(Box<CodeRecord>),
-    Used { grant_id: String },
-}
-
 struct Inner {
     transactions: TtlMap<TransactionRecord>,
-    codes: TtlMap<CodeSlot>,
+    codes: TtlMap<CodeRecord>,
+    /// The hash of the code each grant was redeemed from, by grant id; it lives as long as
+    /// the grant (or `grant_ttl` for a grant with no record).
+    redeemed: TtlMap<SecretHash>,
     sessions: TtlMap<SessionRecord>,
     grants: TtlMap<GrantRecord>,
     revoked: TtlMap<()>,
@@ -60,15 +58,6 @@ struct Inner {
     action_cache: TtlMap<String>,
     logouts: TtlMap<LogoutRecord>,
     writes: u64,
-}
-
-impl Clone for CodeSlot {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Live(r) => Self::Live(r.clone()),
-            Self::Used { grant_id } => Self::Used { grant_id: grant_id.clone() },
-        }
-    }
 }
 
 pub struct MemoryStore {
@@ -83,6 +72,7 @@ impl MemoryStore {
                 transactions: TtlMap::new(),
                 logouts: TtlMap::new(),
                 codes: TtlMap::new(),
+                redeemed: TtlMap::new(),
                 sessions: TtlMap::new(),
                 grants: TtlMap::new(),
                 revoked: TtlMap::new(),
@@ -110,6 +100,7 @@ impl MemoryStore {
                 g.transactions.sweep(now);
                 g.logouts.sweep(now);
                 g.codes.sweep(now);
+                g.redeemed.sweep(now);
                 g.sessions.sweep(now);
                 g.grants.sweep(now);
                 g.revoked.sweep(now);
@@ -165,24 +156,22 @@ impl LogoutStore for MemoryStore {
 
 #[async_trait]
 impl CodeStore for MemoryStore {
-    async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
+    async fn put(&self, code: &AuthCode, record: &CodeRecord, ttl: u64) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
-        g.codes.put(code.to_hex(), CodeSlot::Live(Box::new(record.clone())), Some(ttl), now);
+        g.codes.put(code.hash().to_hex(), record.clone(), Some(ttl), now);
         Ok(())
     }
-    async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed> {
+    async fn redeem(&self, code: &AuthCode, grant_ttl: u64) -> StoreResult<Redeemed> {
+        let Some(grant_id) = code.grant_id() else { return Ok(Redeemed::Unknown) };
+        let hash = code.hash();
         let (mut g, now) = self.lock(true);
-        let key = code.to_hex();
-        Ok(match g.codes.take(&key, now) {
-            Some(CodeSlot::Live(record)) => {
-                g.codes.put(key, CodeSlot::Used { grant_id: grant_id.to_owned() }, Some(tombstone_ttl), now);
-                Redeemed::Fresh(record)
-            }
-            Some(CodeSlot::Used { grant_id: first }) => {
-                g.codes.put(key, CodeSlot::Used { grant_id: first.clone() }, Some(tombstone_ttl), now);
-                Redeemed::Reused { grant_id: first }
-            }
-            None => Redeemed::Unknown,
+        if let Some(record) = g.codes.take(&hash.to_hex(), now) {
+            g.redeemed.put(grant_id.to_owned(), hash, Some(grant_ttl), now);
+            return Ok(Redeemed::Fresh(Box::new(record)));
+        }
+        Ok(match g.redeemed.get(grant_id, now) {
+            Some(first) if crate::types::ct_eq(&first.0, &hash.0) => Redeemed::Reused { grant_id: grant_id.to_owned() },
+            _ => Redeemed::Unknown,
         })
     }
 }
@@ -211,6 +200,10 @@ impl GrantStore for MemoryStore {
         let (mut g, now) = self.lock(true);
         let ttl = grant.expires_at.saturating_sub(now);
         g.grants.put(grant.id.clone(), grant.clone(), Some(ttl), now);
+        // The code the grant came from stays known as long as the grant.
+        if let Some(code) = g.redeemed.take(&grant.id, now) {
+            g.redeemed.put(grant.id.clone(), code, Some(ttl), now);
+        }
         Ok(())
     }
     async fn get(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
@@ -232,6 +225,7 @@ impl GrantStore for MemoryStore {
         if grant.rotated.contains(&presented) {
             let ttl = grant.expires_at.saturating_sub(now);
             g.grants.take(id, now);
+            g.redeemed.take(id, now);
             g.revoked.put(format!("grant:{id}"), (), Some(ttl), now);
             return Ok(Rotation::Reused);
         }
@@ -240,6 +234,7 @@ impl GrantStore for MemoryStore {
     async fn revoke(&self, id: &str, ttl: u64) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
         g.grants.take(id, now);
+        g.redeemed.take(id, now);
         g.revoked.put(format!("grant:{id}"), (), Some(ttl), now);
         Ok(())
     }

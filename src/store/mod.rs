@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::types::{SecretHash, TransactionId, UserId};
+use crate::types::{AuthCode, SecretHash, TransactionId, UserId};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +60,14 @@ pub trait TransactionStore: Send + Sync {
 
 #[async_trait]
 pub trait CodeStore: Send + Sync {
-    async fn put(&self, code: SecretHash, record: &CodeRecord, ttl: u64) -> StoreResult<()>;
-    /// Consume a code atomically. The first caller gets `Fresh` and leaves a tombstone naming
-    /// `grant_id` for `tombstone_ttl` seconds; later callers get `Reused` with that grant.
-    async fn redeem(&self, code: SecretHash, grant_id: &str, tombstone_ttl: u64) -> StoreResult<Redeemed>;
+    /// Store a code (under its hash, next to the grant named in it) for `ttl` seconds.
+    async fn put(&self, code: &AuthCode, record: &CodeRecord, ttl: u64) -> StoreResult<()>;
+    /// Consume a code atomically. The first caller gets `Fresh`, and the code's hash is
+    /// recorded on the grant named in the code (a grant with no record yet keeps only that
+    /// hash, for `grant_ttl` seconds; `GrantStore::put` keeps it for the grant's life). Later
+    /// callers presenting the same code get `Reused` with that grant; a code whose hash the
+    /// grant does not hold is `Unknown`, so a forged secret revokes nothing.
+    async fn redeem(&self, code: &AuthCode, grant_ttl: u64) -> StoreResult<Redeemed>;
 }
 
 #[async_trait]

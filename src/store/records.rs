@@ -156,7 +156,7 @@ pub struct CustomClaims {
 /// What consuming a code found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Redeemed {
-    /// First use: the record, now gone; a tombstone remembers the grant it will create.
+    /// First use: the record, now gone; the grant named in the code keeps the code's hash.
     Fresh(Box<CodeRecord>),
     /// The code was redeemed before: the grant that first use created.
     Reused { grant_id: String },

@@ -140,7 +140,7 @@ async fn silent_reauthentication_goes_through_the_same_steps() {
     let o = crate::flow::authorize(&core, &request(&[("prompt", "none")]), &b).await.expect("silent");
     assert!(o.set_session.is_none(), "the live session is reused, not replaced");
     let code = AuthCode::from_presented(get(&response(&o), "code").expect("a code without any page"));
-    let Redeemed::Fresh(record) = core.store.codes.redeem(code.hash(), "g", 60).await.unwrap() else { panic!() };
+    let Redeemed::Fresh(record) = core.store.codes.redeem(&code, 60).await.unwrap() else { panic!() };
     assert_eq!(record.user_id, alice());
     assert_eq!(record.custom.id_token.get("seen"), Some(&serde_json::json!("oidc|alice")), "Actions ran");
     let session = crate::session::find(&core.store, b.session.as_deref(), core.clock.now()).await.unwrap().unwrap();

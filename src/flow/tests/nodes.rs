@@ -35,7 +35,7 @@ async fn a_login_started_on_one_node_finishes_on_another() {
     assert_eq!(get(&params, "iss"), Some(ISSUER));
     assert!(o.set_session.is_some(), "a session for the browser");
     let code = AuthCode::from_presented(get(&params, "code").unwrap());
-    match a.store.codes.redeem(code.hash(), "g1", 60).await.unwrap() {
+    match a.store.codes.redeem(&code, 60).await.unwrap() {
         Redeemed::Fresh(r) => assert_eq!(r.user_id, UserId::parse("oidc|alice").unwrap()),
         other => panic!("node A redeems node B's code: {other:?}"),
     }
@@ -63,7 +63,7 @@ exports.onContinuePostLogin = async (event, api) => { api.idToken.setCustomClaim
     let o = crate::flow::continue_login(&b_node, &back, false, &b).await.expect("continue on node B");
     let code = AuthCode::from_presented(get(&response(&o), "code").unwrap());
     assert!(o.set_session.is_some(), "the interactive login opens its session once done");
-    match b_node.store.codes.redeem(code.hash(), "g1", 60).await.unwrap() {
+    match b_node.store.codes.redeem(&code, 60).await.unwrap() {
         Redeemed::Fresh(r) => assert_eq!(r.custom.id_token.get("answer"), Some(&serde_json::json!("42"))),
         other => panic!("{other:?}"),
     }
