@@ -104,16 +104,29 @@ async fn apply_effects(
     }
     // api.authentication.setPrimaryUser: the tokens (and the session) are for that user,
     // who must exist; the metadata above went to the user who signed in, as in Auth0.
-    if let Some(primary) = effects.primary_user.filter(|p| p.as_str() != login.user.user_id.as_str()) {
+    // Once per transaction: a chain resumed after a redirect may repeat the same user, not
+    // name another.
+    if let Some(primary) = effects.primary_user {
         let id = UserId::parse(&primary)
             .map_err(|_| FlowError::ActionFailed(format!("setPrimaryUser: {primary:?} is not a user_id")))?;
-        login.user = core
-            .store
-            .users
-            .get(&id)
-            .await?
-            .ok_or_else(|| FlowError::ActionFailed(format!("setPrimaryUser: no user {primary}")))?;
-        tracing::info!(user_id = %login.user.user_id, "an action set the primary user");
+        match &login.primary_user {
+            Some(set) if *set != id => {
+                return Err(FlowError::ActionFailed("setPrimaryUser may be called once per transaction".into()));
+            }
+            Some(_) => {}
+            None => {
+                if id != login.user.user_id {
+                    login.user = core
+                        .store
+                        .users
+                        .get(&id)
+                        .await?
+                        .ok_or_else(|| FlowError::ActionFailed(format!("setPrimaryUser: no user {primary}")))?;
+                    tracing::info!(user_id = %login.user.user_id, "an action set the primary user");
+                }
+                login.primary_user = Some(id);
+            }
+        }
     }
     let custom = &mut login.custom;
     custom.id_token.extend(effects.claims.id_token);
@@ -149,6 +162,7 @@ pub(super) async fn pause(
         custom: login.custom,
         action,
         session: login.session,
+        primary_user: login.primary_user,
         upstream: login.upstream,
     };
     let txn = new_transaction(core, request.clone(), &binding, Step::Actions { resume_at });

@@ -41,7 +41,12 @@ pub(super) fn login_event(
         SessionPlan::Reuse { sid, created_at } => {
             Some(SessionFacts { id: sid.as_str(), created_at: *created_at, authenticated_at: login.auth_time })
         }
-        SessionPlan::Open | SessionPlan::Detached => None,
+        // The session this login is about to open (it opens after the Actions, so that a
+        // denial opens none).
+        SessionPlan::Open { sid } => {
+            Some(SessionFacts { id: sid.as_str(), created_at: login.auth_time, authenticated_at: login.auth_time })
+        }
+        SessionPlan::Detached => None,
     };
     let facts = event::PostLogin {
         parties: parties(core, request, &login.connection),

@@ -14,6 +14,7 @@ use crate::oauth::ErrorCode;
 use crate::profile;
 use crate::state::Core;
 use crate::store::SessionPlan;
+use crate::types::random_token;
 
 /// Who signed in, or the response that ends this login at the client (a denied registration,
 /// someone other than `id_token_hint` names).
@@ -80,7 +81,8 @@ pub(super) async fn establish(
         // response can post it from any page (login CSRF). It gets its code, but opens no SSO
         // session and leaves the browser's own session alone, so no other application is
         // signed in as whoever the response names.
-        session: if request.unsolicited { SessionPlan::Detached } else { SessionPlan::Open },
+        session: if request.unsolicited { SessionPlan::Detached } else { SessionPlan::Open { sid: random_token(16) } },
+        primary_user: None,
         prompt_none: false,
     }))
 }

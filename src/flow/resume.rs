@@ -44,6 +44,8 @@ pub(super) struct Login {
     /// What Actions added to the tokens so far.
     pub custom: CustomClaims,
     pub session: SessionPlan,
+    /// Who an Action made the primary user, once per transaction.
+    pub primary_user: Option<crate::types::UserId>,
     /// `prompt=none`: no step may show a page.
     pub prompt_none: bool,
 }
@@ -62,6 +64,7 @@ impl Login {
             upstream: s.upstream,
             custom: CustomClaims::default(),
             session: SessionPlan::Reuse { sid: s.sid, created_at: s.created_at },
+            primary_user: None,
             prompt_none,
         })
     }
@@ -75,6 +78,7 @@ impl Login {
             upstream: r.upstream,
             custom: r.custom,
             session: r.session,
+            primary_user: r.primary_user,
             prompt_none: false,
         })
     }
@@ -129,12 +133,13 @@ async fn finish(
     let sid = match &login.session {
         SessionPlan::Reuse { sid, .. } => sid.clone(),
         SessionPlan::Detached => random_token(16),
-        SessionPlan::Open => {
+        SessionPlan::Open { sid } => {
             // A new session id at every login: a cookie planted before login is worthless after.
             if let Some(old) = browser.session.as_deref() {
                 session::close(&core.store, old).await?;
             }
             let new = session::NewSession {
+                sid: sid.clone(),
                 user_id: &login.user.user_id,
                 connection: &login.connection,
                 amr: login.amr.clone(),

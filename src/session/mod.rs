@@ -32,6 +32,8 @@ pub struct Opened {
 
 /// What a new session records.
 pub struct NewSession<'a> {
+    /// The public session id (the ID token's `sid`), not the cookie.
+    pub sid: String,
     pub user_id: &'a UserId,
     pub connection: &'a ConnectionId,
     pub amr: Vec<String>,
@@ -54,7 +56,7 @@ pub async fn open(store: &Store, new: NewSession<'_>) -> StoreResult<Opened> {
 /// must not sign the browser in (an IdP-initiated login).
 pub fn detached(new: NewSession<'_>) -> SessionRecord {
     SessionRecord {
-        sid: random_token(16),
+        sid: new.sid,
         user_id: new.user_id.clone(),
         connection: new.connection.clone(),
         auth_time: new.now,

@@ -88,8 +88,10 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SessionPlan {
-    /// An interactive login: open a new SSO session (a new id at every login).
-    Open,
+    /// An interactive login: open a new SSO session (a new id at every login) with this
+    /// `sid`, chosen when the identity is established so the Actions before it see it as
+    /// `event.session.id`.
+    Open { sid: String },
     /// A silent login answered from the live session with this `sid`.
     Reuse {
         sid: String,
@@ -113,6 +115,10 @@ pub struct Resume {
     /// The action that redirected: it continues with `onContinuePostLogin`.
     pub action: usize,
     pub session: SessionPlan,
+    /// The user an Action made primary (`api.authentication.setPrimaryUser`), which a
+    /// transaction may do once, across a redirect too.
+    #[serde(default)]
+    pub primary_user: Option<UserId>,
     /// The connector's facts for ending the upstream session, kept for the session.
     #[serde(default)]
     pub upstream: Option<serde_json::Value>,

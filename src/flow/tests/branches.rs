@@ -198,3 +198,65 @@ async fn an_id_token_hint_for_someone_else_gets_login_required() {
     assert!(o.set_session.is_none());
     assert!(core.store.users.get(&alice()).await.unwrap().is_none(), "nothing recorded");
 }
+
+#[tokio::test]
+async fn a_first_login_shows_actions_the_session_it_is_about_to_open() {
+    let seen = r#"exports.onExecutePostLogin = async (event, api) => { api.idToken.setCustomClaim("session_seen", event.session.id); };"#;
+    let world = World::new("[[actions.post_login]]\nname = \"seen\"\nfile = \"seen.js\"\n", &[("seen.js", seen)]);
+    let (core, o) = alice_signs_in(&world).await;
+    let cookie = o.set_session.clone().expect("a session");
+    let code = AuthCode::from_presented(get(&response(&o), "code").expect("a code"));
+    let Redeemed::Fresh(record) = core.store.codes.redeem(&code, 60).await.unwrap() else { panic!() };
+    let session = crate::session::find(&core.store, Some(&cookie), core.clock.now()).await.unwrap().unwrap();
+    assert_eq!(record.sid, session.sid);
+    assert_eq!(record.custom.id_token.get("session_seen"), Some(&serde_json::json!(session.sid)), "event.session.id");
+}
+
+/// A paused login whose Action made bob the primary user before the redirect.
+async fn paused_as_bob(continue_with: &str) -> (World, Browser, Params) {
+    let source = format!(
+        r#"exports.onExecutePostLogin = async (event, api) => {{
+  api.authentication.setPrimaryUser("oidc|bob");
+  api.redirect.sendUserTo("https://rules.test/ask");
+}};
+exports.onContinuePostLogin = async (event, api) => {{ api.authentication.setPrimaryUser("{continue_with}"); }};"#
+    );
+    let world = World::new("[[actions.post_login]]\nname = \"link\"\nfile = \"link.js\"\n", &[("link.js", &source)]);
+    let core = world.node().await;
+    for who in ["bob", "carol"] {
+        let identity = UpstreamIdentity { subject: who.into(), ..Default::default() };
+        let idp = ConnectionId::parse("idp").unwrap();
+        crate::profile::upsert(
+            core.store.users.as_ref(),
+            &idp,
+            "oidc",
+            &Default::default(),
+            &identity,
+            core.clock.now(),
+        )
+        .await
+        .unwrap();
+    }
+    let b = browser();
+    let txn = to_upstream(&core, &b).await;
+    let o = callback(&core, &b, &txn, "alice").await.expect("callback");
+    let Next::Redirect(to) = o.next else { panic!("{:?}", o.next) };
+    let back = Params::from_pairs(vec![("state".into(), param(to.as_str(), "state").unwrap())]);
+    (world, b, back)
+}
+
+#[tokio::test]
+async fn set_primary_user_holds_across_the_redirect_and_only_once() {
+    // The same user again after the redirect: the login is bob's.
+    let (world, b, back) = paused_as_bob("oidc|bob").await;
+    let core = world.node().await;
+    let o = crate::flow::continue_login(&core, &back, false, &b).await.expect("continue");
+    let code = AuthCode::from_presented(get(&response(&o), "code").expect("a code"));
+    let Redeemed::Fresh(record) = core.store.codes.redeem(&code, 60).await.unwrap() else { panic!() };
+    assert_eq!(record.user_id.as_str(), "oidc|bob");
+    // Another user after the redirect: refused, and no code.
+    let (world, b, back) = paused_as_bob("oidc|carol").await;
+    let core = world.node().await;
+    let r = crate::flow::continue_login(&core, &back, false, &b).await;
+    assert!(matches!(&r, Err(FlowError::ActionFailed(m)) if m.contains("once per transaction")), "{:?}", r.err());
+}
