@@ -394,6 +394,10 @@ async fn revocations(store: &Store, h: &dyn Harness) {
     store.grants.revoke(&id, 60).await.unwrap();
     assert_eq!(store.grants.get(&id).await.unwrap(), None);
     assert!(store.revocations.any_revoked(&[&format!("grant:{id}")]).await.unwrap());
+    // A family stored after its grant was revoked (a replayed code revoked it while its first
+    // redemption was still issuing) stays dead.
+    store.grants.put(&grant(&id, h.now(), SecretHash::of("r2"))).await.unwrap();
+    assert_eq!(store.grants.get(&id).await.unwrap(), None, "a revoked grant is not re-created");
 }
 
 async fn users_and_identity_links(store: &Store) {

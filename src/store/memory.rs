@@ -198,6 +198,9 @@ impl SessionStore for MemoryStore {
 impl GrantStore for MemoryStore {
     async fn put(&self, grant: &GrantRecord) -> StoreResult<()> {
         let (mut g, now) = self.lock(true);
+        if g.revoked.get(&format!("grant:{}", grant.id), now).is_some() {
+            return Ok(());
+        }
         let ttl = grant.expires_at.saturating_sub(now);
         g.grants.put(grant.id.clone(), grant.clone(), Some(ttl), now);
         // The code the grant came from stays known as long as the grant.

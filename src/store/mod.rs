@@ -79,6 +79,9 @@ pub trait SessionStore: Send + Sync {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
+    /// Store a new refresh family. A revoked grant is never re-created: a code replayed while
+    /// its first redemption was still issuing revokes the grant before this runs, and the
+    /// family must not come back to life (nothing is written then).
     async fn put(&self, grant: &GrantRecord) -> StoreResult<()>;
     async fn get(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
     /// Present a refresh token of grant `id` at time `now`, atomically: if it is the current

@@ -198,6 +198,21 @@ return 1
     )
 });
 
+/// A new refresh family, unless the grant is already revoked (KEYS: hash, rotated, marker;
+/// ARGV: record, refresh hash, last used, expires at, idle TTL). The hash may already hold the
+/// redeemed code's field, which stays.
+static PUT_GRANT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'refresh', ARGV[2], 'last_used', ARGV[3], 'expires_at', ARGV[4], 'idle', ARGV[5])
+redis.call('EXPIREAT', KEYS[1], ARGV[4])
+return 1
+"#,
+    )
+});
+
 /// INCR with the window's TTL set by the first increment only.
 static INCR_WINDOW: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
     Script::new(
@@ -459,31 +474,25 @@ impl SessionStore for RedisStore {
 #[async_trait]
 impl GrantStore for RedisStore {
     async fn put(&self, grant: &GrantRecord) -> StoreResult<()> {
-        let [hash, rotated, _] = self.grant_keys(&grant.id);
+        let [hash, rotated, marker] = self.grant_keys(&grant.id);
         let refresh = grant.refresh.map(|h| h.to_hex()).unwrap_or_default();
-        let mut p = ::redis::pipe();
-        p.atomic()
-            .cmd("DEL")
-            .arg(&rotated)
-            .ignore()
-            .cmd("HSET")
-            .arg(&hash)
-            .arg("rec")
-            .arg(json(grant)?)
-            .arg("refresh")
-            .arg(refresh)
-            .arg("last_used")
-            .arg(grant.last_used_at)
-            .arg("expires_at")
-            .arg(grant.expires_at)
-            .arg("idle")
-            .arg(grant.idle_ttl)
-            .ignore()
-            .cmd("EXPIREAT")
-            .arg(&hash)
-            .arg(grant.expires_at)
-            .ignore();
-        self.run(|mut c| async move { p.query_async::<()>(&mut c).await }).await
+        let record = json(grant)?;
+        let (last_used, expires_at, idle) = (grant.last_used_at, grant.expires_at, grant.idle_ttl);
+        self.run(|mut c| async move {
+            PUT_GRANT
+                .key(hash)
+                .key(rotated)
+                .key(marker)
+                .arg(record)
+                .arg(refresh)
+                .arg(last_used)
+                .arg(expires_at)
+                .arg(idle)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn get(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
