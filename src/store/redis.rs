@@ -7,6 +7,10 @@
 //! same scripts run unchanged on Redis Cluster. Every transient key carries a TTL. Every
 //! call has a deadline: a Redis that does not answer becomes `StoreError::Unavailable`, never
 //! a stuck request.
+//!
+//! One file on purpose, for now: every aggregate's commands sit next to the Lua scripts they
+//! run and share one connection and deadline wrapper. When it grows further, the scripts and
+//! the per-aggregate impls split into `redis/` by aggregate.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,6 +8,10 @@
 //! without a signing certificate does not open, SHA-1 needs an explicit opt-in, InResponseTo
 //! is bound to the browser's transaction, and assertion IDs go to the store's replay cache
 //! through [`UpstreamIdentity::single_use`].
+//!
+//! This file is long (the connector's configuration, opening, `start`, `finish`, logout and
+//! their tests); the protocol pieces already live in their own modules below. The next split
+//! is the configuration and its opening into `config.rs`, and the tests into `tests.rs`.
 
 pub mod assertion;
 pub mod binding;
