@@ -59,6 +59,8 @@ impl FetchPolicy {
         }
         let response = super::pool::off_cpu(|| self.handle.block_on(self.http.send(request)))
             .map_err(|e| format!("fetch: {e}"))?;
+        // No Content-Type header is an empty one to the action (not an error: the body is
+        // handed over as text either way).
         let content_type = response.content_type.clone().unwrap_or_default();
         Ok(serde_json::json!({
             "status": response.status.as_u16(),

@@ -46,6 +46,8 @@ pub(super) async fn connect(core: &Core, mut txn: TransactionRecord, conn: &Conn
 pub(super) fn finish_context(core: &Core, conn: &Connection, txn: Option<&TransactionId>) -> FinishContext {
     FinishContext {
         callback_url: conn.callback_url.clone(),
+        // Only an IdP-initiated response has no transaction; its `finish_unsolicited` does
+        // not read the id, and no RelayState equals the empty one that `finish` would compare.
         transaction_id: txn.map(ToString::to_string).unwrap_or_default(),
         now: core.clock.system_time(),
     }

@@ -28,6 +28,8 @@ pub async fn credentials(
         return Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Enter your username and password."))?));
     }
     let login = &core.settings.login;
+    // No peer address: every such request shares one per-address counter, which throttles
+    // sooner, not later (fails closed).
     let ip = browser.ip.map(|i| i.to_string()).unwrap_or_default();
     // Count the attempt before checking the password, so a burst of parallel guesses cannot
     // all slip under the limit; a success resets the count. A second counter per address
