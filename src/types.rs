@@ -359,7 +359,7 @@ impl SecretHash {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 }
 impl fmt::Debug for SecretHash {
@@ -371,7 +371,7 @@ impl fmt::Debug for SecretHash {
 mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        s.serialize_str(&super::hex(v))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
@@ -384,6 +384,18 @@ mod hex32 {
         }
         Ok(out)
     }
+}
+
+/// Lowercase hex. Every store key of a code, session or refresh token is one: a table, not
+/// `format!` per byte (32 allocations, a measurable share of a silent re-authentication).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// `n` bytes from the system CSPRNG, base64url without padding.
@@ -401,6 +413,17 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_hashes_are_lowercase_hex_both_ways() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        let h = SecretHash::of("abc");
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(h.to_hex(), hex);
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, format!("\"{hex}\""));
+        assert_eq!(serde_json::from_str::<SecretHash>(&json).unwrap(), h);
+    }
 
     #[test]
     fn secrets_are_redacted_and_ids_checked() {

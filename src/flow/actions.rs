@@ -71,10 +71,14 @@ pub(super) async fn post_login(
     browser: &Browser,
 ) -> Result<PostLogin, FlowError> {
     let actions = &core.settings.actions;
+    // No chain, no event: the event (the user's profile as Auth0 JSON, dates formatted) is
+    // work a silent re-authentication would otherwise do for nothing.
+    if matches!(entry, Entry::Start) && actions.post_login.is_empty() {
+        return Ok(PostLogin::Proceed);
+    }
     let cache = core.store.action_cache.as_ref();
     let mut event = login_event(core, request, login, browser);
     let effects = match entry {
-        Entry::Start if actions.post_login.is_empty() => return Ok(PostLogin::Proceed),
         Entry::Start => crate::actions::run(actions, Trigger::PostLogin, &event, cache).await,
         Entry::Continue { action, query, body, continuing } => {
             event["request"]["query"] = query;

@@ -261,16 +261,17 @@ async fn refresh_token(core: &Core, client: &ClientSettings, p: &Params) -> Resu
     // received the new token would find its retry treated as reuse. The post-login Actions
     // run here too (Auth0 does); a denial rotates and revokes nothing.
     let mut user = load_user(core, &current.user_id).await?;
-    // Only for the current token: a rotated-out or wrong one goes straight to `rotate`, which
-    // refuses it (and revokes the family on reuse) without running anything. The hashes are
-    // of high-entropy tokens, so comparing them leaks nothing useful.
-    let custom = if current.refresh == Some(token.hash()) {
+    let now = core.clock.now();
+    // Only for the current token of a live family: a rotated-out, wrong or expired one goes
+    // straight to `rotate`, which refuses it (and revokes the family on reuse) without
+    // running anything, so no Action writes metadata for a refresh that then fails. The
+    // hashes are of high-entropy tokens, so comparing them leaks nothing useful.
+    let custom = if current.refresh == Some(token.hash()) && current.usable_at(now) {
         super::refresh_actions::on_refresh(core, client, &current, &mut user, &scopes).await?
     } else {
         current.custom.clone()
     };
     let next = RefreshToken::new(grant_id);
-    let now = core.clock.now();
     let mut grant = match core.store.grants.rotate(grant_id, token.hash(), next.hash(), now).await? {
         Rotation::Rotated(g) => *g,
         Rotation::Reused => {

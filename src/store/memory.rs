@@ -217,7 +217,7 @@ impl GrantStore for MemoryStore {
         let (mut g, now) = self.lock(true);
         let Some(grant) = g.grants.get(id, now) else { return Ok(Rotation::Invalid) };
         if grant.refresh == Some(presented) {
-            if now_at >= grant.expires_at || now_at >= grant.last_used_at.saturating_add(grant.idle_ttl) {
+            if !grant.usable_at(now_at) {
                 return Ok(Rotation::Invalid);
             }
             grant.rotated.push(presented);

@@ -212,6 +212,14 @@ pub struct GrantRecord {
     pub custom: CustomClaims,
 }
 
+impl GrantRecord {
+    /// Whether the family may still be refreshed at `now`: within its absolute life and its
+    /// idle window. The Redis rotate script checks the same two bounds itself, atomically.
+    pub fn usable_at(&self, now: u64) -> bool {
+        now < self.expires_at && now < self.last_used_at.saturating_add(self.idle_ttl)
+    }
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rotation {

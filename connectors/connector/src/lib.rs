@@ -43,8 +43,9 @@ use serde::{Deserialize, Serialize};
 pub use url::Url;
 
 /// A value that must never reach a log line: `Debug` prints `[redacted]` and there is no
-/// `Display`, so `format!("{secret}")` does not compile.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `Display`, so `format!("{secret}")` does not compile. No `PartialEq` either: `==` on a
+/// secret would be a variable-time comparison; compare digests in constant time instead.
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Secret<T>(T);
 

@@ -3,6 +3,7 @@
 
 mod branches;
 mod nodes;
+mod refresh;
 
 use std::path::PathBuf;
 use std::sync::Arc;
