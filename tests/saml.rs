@@ -37,15 +37,9 @@ impl Drop for SamlIdp {
 }
 
 impl SamlIdp {
-    /// Start an IdP on `port` for the SP whose metadata is `sp_metadata`; `extra` adds or
-    /// overrides config fields (users, signing, encryption, name formats).
-    pub fn start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Self {
-        Self::try_start(port, keys, sp_metadata, extra)
-            .unwrap_or_else(|PortTaken| panic!("port {port} was taken before the SAML IdP could bind it"))
-    }
-
-    /// `start`, or `PortTaken` when another process bound `port` first (a port found free can
-    /// be taken before the IdP binds it); the caller starts over on fresh ports.
+    /// Start an IdP on `port` for the SP whose metadata is `sp_metadata` (`extra` adds or
+    /// overrides config fields: users, signing, encryption, name formats), or `PortTaken`
+    /// when another process bound `port` first; the caller starts over on fresh ports.
     pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
         let python = root().join("tests/peers/saml-idp/.venv/bin/python");
         assert!(python.exists(), "the pysaml2 IdP peer is not installed: run ./scripts/setup");
@@ -127,7 +121,7 @@ async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
     let dir = TempDir::new();
     make_keys(&dir.0);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let ports: Vec<u16> = conns.iter().map(|_| free_port()).collect();
+    let ports: Vec<u16> = conns.iter().map(|_| port_to_try()).collect();
     let ids: Vec<String> = conns.iter().map(|c| format!("\"{}\"", c.id)).collect();
     let mut config = crate::harness::config("ES256").replacen(
         "connections = [\"users\"]",
@@ -622,8 +616,10 @@ async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
     let port = held.local_addr().unwrap().port();
     let started = SamlIdp::try_start(port, &s._dir.0, &meta, serde_json::json!({}));
     assert!(matches!(started, Err(PortTaken)), "an IdP on a held port");
-    // Released, the same port serves.
-    drop(held);
-    let idp = SamlIdp::start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(crate::harness::listens_on(std::process::id(), port), "the held port is still this process's");
+    // The same IdP on a port of its own serves: the refusal was the held port's.
+    let idp = (0..5)
+        .find_map(|_| SamlIdp::try_start(port_to_try(), &s._dir.0, &meta, serde_json::json!({})).ok())
+        .expect("five ports in a row were taken by others");
     assert!(get(format!("{}/metadata", idp.base)).await.unwrap().status().is_success(), "the IdP serves");
 }
