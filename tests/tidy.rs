@@ -681,3 +681,32 @@ fn architecture_names_every_settings_file() {
         }
     }
 }
+
+/// Every wait of the suite on a child process has a deadline (`harness::output_within`,
+/// `first_line_within`, the readiness loops), and the npm peers run on the Node.js the
+/// harness checked (`harness::node()`, >= 20), not whatever `node` is first on PATH.
+#[test]
+fn the_suite_waits_on_children_only_with_a_deadline() {
+    let own = root().join("tests/harness/process.rs");
+    let this = root().join("tests/tidy.rs");
+    // The suite's own sources (tests/peers holds the peers' node_modules and venvs).
+    let mut files: Vec<PathBuf> = fs::read_dir(root().join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.extend(rust_files(&root().join("tests/harness")));
+    for p in files.into_iter().filter(|p| *p != own && *p != this) {
+        for (n, line) in code(&p).lines().enumerate() {
+            for unbounded in [".output()", ".wait_with_output()", "Command::new(\"node\")"] {
+                assert!(
+                    !line.contains(unbounded),
+                    "{}:{}: {unbounded} without a deadline: {}",
+                    rel(&p),
+                    n + 1,
+                    line.trim()
+                );
+            }
+        }
+    }
+}
