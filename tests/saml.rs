@@ -41,6 +41,12 @@ impl SamlIdp {
     /// overrides config fields: users, signing, encryption, name formats), or `PortTaken`
     /// when another process bound `port` first; the caller starts over on fresh ports.
     pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
+        Self::spawn(port, keys, sp_metadata, extra).ready()
+    }
+
+    /// `try_start` without waiting for the IdP: its interpreter loads pysaml2 (seconds on a
+    /// loaded machine) while the caller starts the others.
+    fn spawn(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> StartingIdp {
         let python = root().join("tests/peers/saml-idp/.venv/bin/python");
         assert!(python.exists(), "the pysaml2 IdP peer is not installed: run ./scripts/setup");
         let base = format!("http://127.0.0.1:{port}");
@@ -63,22 +69,37 @@ impl SamlIdp {
         }
         let path = keys.join(format!("idp-{port}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
+        let stderr = keys.join(format!("idp-{port}.stderr"));
         let mut child = Command::new(python)
             .arg(root().join("tests/peers/saml-idp/idp.py"))
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(keys.join(format!("idp-{port}.stderr"))).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
             .spawn()
             .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        StartingIdp { idp: Self { child, base }, stdout, stderr }
+    }
+}
+
+/// An IdP process started and not yet known to serve (killed on drop, as an IdP is).
+struct StartingIdp {
+    idp: SamlIdp,
+    stdout: std::process::ChildStdout,
+    stderr: PathBuf,
+}
+
+impl StartingIdp {
+    /// The IdP once it says READY, or `PortTaken` when another process held its port.
+    fn ready(self) -> Result<SamlIdp, PortTaken> {
         // READY comes after the bind: an IdP that says it is ready owns its port.
-        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "the SAML IdP");
-        let idp = Self { child, base };
+        let line = first_line_within(self.stdout, PEER_DEADLINE, "the SAML IdP");
         if line.starts_with("READY ") {
-            return Ok(idp);
+            return Ok(self.idp);
         }
-        drop(idp);
-        let said = std::fs::read_to_string(keys.join(format!("idp-{port}.stderr"))).unwrap_or_default();
+        drop(self.idp);
+        let said = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         if said.contains("Address already in use") {
             return Err(PortTaken);
         }
@@ -138,12 +159,14 @@ async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
         ));
     }
     let app = TestApp::with(Options { config: Some(config), listener: Some(listener), ..Default::default() }).await;
-    let mut idps = Vec::new();
+    // All IdPs start at once, then each is waited for: their start-ups overlap.
+    let mut starting = Vec::new();
     for (c, port) in conns.iter().zip(ports) {
         let meta = get(app.url(&format!("/saml/{}/metadata", c.id))).await.unwrap();
         assert_eq!(meta.status(), 200);
-        idps.push(SamlIdp::try_start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone())?);
+        starting.push(SamlIdp::spawn(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone()));
     }
+    let idps = starting.into_iter().map(StartingIdp::ready).collect::<Result<Vec<_>, _>>()?;
     Ok(Setup { app, idps, _dir: dir })
 }
 
