@@ -229,9 +229,16 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
-/// A plain HTTP client.
+/// A plain HTTP client: one per test process, cloned. Building one parses the system's CA
+/// roots, slow in a debug build on a loaded machine: 50 concurrent requests that each built
+/// their own left the first connections idle past the server's 5 s request-head deadline
+/// (a 408 before the request, which the client reads as an unexpected message). It keeps
+/// no idle connection, so each request opens its own, as a fresh client's would, and none
+/// outlives the runtime that opened it.
 pub fn http() -> reqwest::Client {
-    http_builder().build().unwrap()
+    static CLIENT: LazyLock<reqwest::Client> =
+        LazyLock::new(|| http_builder().pool_max_idle_per_host(0).build().unwrap());
+    CLIENT.clone()
 }
 
 /// `GET url` with a plain client.
