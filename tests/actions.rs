@@ -82,17 +82,18 @@ async fn the_beta_tester_action_runs_through_openid_client() {
     // The openid-client relying party does the whole flow and validates the ID token.
     let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/openid-client");
     assert!(peer.join("node_modules/openid-client").is_dir(), "run ./scripts/setup");
-    let out = std::process::Command::new("node")
-        .arg(peer.join("rp.mjs"))
-        .env("ISSUER", &app.issuer)
-        .env("CLIENT_ID", "web")
-        .env("CLIENT_SECRET", WEB_SECRET)
-        .env("REDIRECT_URI", WEB_REDIRECT)
-        .env("USERNAME", "ada@example.com")
-        .env("PASSWORD", PASSWORD)
-        .env("ID_TOKEN_ALG", "ES256")
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(node())
+            .arg(peer.join("rp.mjs"))
+            .env("ISSUER", &app.issuer)
+            .env("CLIENT_ID", "web")
+            .env("CLIENT_SECRET", WEB_SECRET)
+            .env("REDIRECT_URI", WEB_REDIRECT)
+            .env("USERNAME", "ada@example.com")
+            .env("PASSWORD", PASSWORD)
+            .env("ID_TOKEN_ALG", "ES256"),
+        PEER_DEADLINE,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -267,7 +268,10 @@ async fn hostile_actions_end_only_their_own_run() {
         let url = authorize_url(&app, "spa", SPA_REDIRECT, &challenge, &[("connection", "admins")]);
         let started = std::time::Instant::now();
         let r = submit_credentials(&app, &b, &url, "root@example.com", OTHER_PASSWORD).await;
-        assert!(started.elapsed() < Duration::from_secs(6), "{name}: bounded by the sandbox limits");
+        // Not a timing claim (why_it_fails below names the limit that ended the run); a run
+        // the limits did not bound would hold the login far longer than this slack for a
+        // loaded machine, where a debug build's password hash alone takes seconds.
+        assert!(started.elapsed() < Duration::from_secs(30), "{name}: bounded by the sandbox limits");
         assert_eq!(r.status(), 500, "{name}: the login is refused");
         assert!(r.headers().get("location").is_none(), "{name}: no code");
         let body = r.text().await.unwrap();
@@ -289,11 +293,12 @@ async fn hostile_actions_end_only_their_own_run() {
 #[test]
 fn the_action_test_runner_prints_what_an_action_asks_for() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(BIN)
-        .args(["actions", "test", "fixtures/actions/beta-tester.js", "--event", "fixtures/actions/event.json"])
-        .current_dir(root)
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(BIN)
+            .args(["actions", "test", "fixtures/actions/beta-tester.js", "--event", "fixtures/actions/event.json"])
+            .current_dir(root),
+        PEER_DEADLINE,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id_token_claims"]["isBetaTester"], true);
@@ -302,13 +307,14 @@ fn the_action_test_runner_prints_what_an_action_asks_for() {
 
     let dir = TempDir::new();
     let broken = script(&dir, "broken.js", "exports.onExecutePostLogin = async (event, api) => {");
-    let out = std::process::Command::new(BIN)
-        .arg("actions")
-        .arg("test")
-        .arg(&broken)
-        .args(["--event", root.join("fixtures/actions/event.json").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(BIN)
+            .arg("actions")
+            .arg("test")
+            .arg(&broken)
+            .args(["--event", root.join("fixtures/actions/event.json").to_str().unwrap()]),
+        PEER_DEADLINE,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not compile"));
 }
@@ -329,7 +335,7 @@ fn check_config_reports_action_syntax_errors() {
     )
     .unwrap();
     let _ = missing;
-    let out = std::process::Command::new(BIN).arg("check-config").arg(&config).output().unwrap();
+    let out = output_within(std::process::Command::new(BIN).arg("check-config").arg(&config), PEER_DEADLINE);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("actions.post_login[0].file") && err.contains("does not compile"), "{err}");

@@ -18,19 +18,13 @@ struct LoggingNode {
 
 impl LoggingNode {
     fn start(dir: &TempDir, actions: &[(&str, &Path)]) -> Self {
-        let port = free_port();
-        let issuer = format!("http://127.0.0.1:{port}");
         let config = dir.0.join("gatehouse.toml");
-        std::fs::write(&config, with_actions(actions, &[]).replace("{issuer}", &issuer)).unwrap();
-        let log = dir.0.join("stderr.log");
-        let listen = format!("127.0.0.1:{port}");
-        let node = spawn_node(
-            &dir.0,
-            port,
-            &["serve", "--config", config.to_str().unwrap(), "--listen", &listen],
-            &[("GATEHOUSE_LOG", "trace")],
-            std::process::Stdio::from(std::fs::File::create(&log).unwrap()),
-        );
+        let node = spawn_node(&dir.0, "node", |port| {
+            let issuer = format!("http://127.0.0.1:{port}");
+            std::fs::write(&config, with_actions(actions, &[]).replace("{issuer}", &issuer)).unwrap();
+            (serve_args(&["--config", config.to_str().unwrap()], port), envs(&[("GATEHOUSE_LOG", "trace")]))
+        });
+        let (issuer, log) = (node.base.clone(), node.log.clone());
         Self { node, issuer, log }
     }
 

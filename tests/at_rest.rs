@@ -4,7 +4,6 @@
 //! Redis key is dumped: codes, refresh tokens and session cookies appear only as their
 //! SHA-256, and no secret appears in any encoding, in Redis or in the logs.
 
-use std::process::Stdio;
 use std::sync::Arc;
 
 use reqwest::cookie::CookieStore as _;
@@ -67,26 +66,24 @@ async fn redis_and_the_logs_hold_no_secret_after_logins() {
     let redis = TestRedis::start_with(&["--appendonly", "no", "--requirepass", REDIS_PASSWORD]);
     let redis_url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}", redis.port);
     let dir = TempDir::new();
-    let (pa, pb) = (free_port(), free_port());
-    let issuer = format!("http://127.0.0.1:{pa}");
     let prefix = format!("gh-{}", gatehouse::types::random_token(6));
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose/gatehouse.toml");
-    let node = |port: u16, log: &str| {
-        let listen = format!("127.0.0.1:{port}");
-        spawn_node(
-            &dir.0,
-            port,
-            &["serve", "--config", config.to_str().unwrap(), "--listen", &listen],
-            &[
-                ("GATEHOUSE_ISSUER", issuer.as_str()),
-                ("GATEHOUSE_REDIS_URL", redis_url.as_str()),
-                ("GATEHOUSE_REDIS_PREFIX", prefix.as_str()),
+    // Node A's port makes the issuer both nodes use.
+    let node = |name: &str, issuer: Option<&str>| {
+        spawn_node(&dir.0, name, |port| {
+            let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
+            let envs = envs(&[
+                ("GATEHOUSE_ISSUER", &issuer),
+                ("GATEHOUSE_REDIS_URL", &redis_url),
+                ("GATEHOUSE_REDIS_PREFIX", &prefix),
                 ("GATEHOUSE_LOG", "trace"),
-            ],
-            Stdio::from(std::fs::File::create(dir.0.join(log)).unwrap()),
-        )
+            ]);
+            (serve_args(&["--config", config.to_str().unwrap()], port), envs)
+        })
     };
-    let (mut a, mut b) = (node(pa, "a.log"), node(pb, "b.log"));
+    let mut a = node("a", None);
+    let issuer = a.base.clone();
+    let mut b = node("b", Some(&issuer));
 
     // A wrong password, then the login (started on A, finished on B), with a jar we can read.
     let jar = Arc::new(reqwest::cookie::Jar::default());
@@ -153,7 +150,7 @@ async fn redis_and_the_logs_hold_no_secret_after_logins() {
     // The logs, at trace level, of both processes.
     a.stop();
     b.stop();
-    let logs = ["a.log", "b.log"].map(|f| std::fs::read_to_string(dir.0.join(f)).unwrap()).join("\n");
+    let logs = [&a.log, &b.log].map(|f| std::fs::read_to_string(f).unwrap()).join("\n");
     assert!(logs.contains("TRACE") || logs.contains("\"level\":\"trace\""), "trace level was on:\n{logs}");
     assert!(logs.contains("/token") && logs.contains("credentials"), "the requests were logged");
     assert_no_secret_in(&logs, &secrets);

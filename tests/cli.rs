@@ -1,20 +1,13 @@
 //! The `gatehouse` binary: the embedded default, `check-config`, `keys rotate`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::harness::{BIN, Node, PEER_DEADLINE, TempDir, free_port, output_within, spawn_node};
+use crate::harness::{BIN, Node, PEER_DEADLINE, TempDir, envs, output_within, serve_args, spawn_node};
 
 /// Start the embedded default in `dir` and wait until it answers.
 fn serve_embedded(dir: &Path) -> Node {
-    let port = free_port();
-    spawn_node(
-        dir,
-        port,
-        &["serve", "--listen", &format!("127.0.0.1:{port}")],
-        &[("GATEHOUSE_LOG", "warn")],
-        Stdio::null(),
-    )
+    spawn_node(dir, "embedded", |port| (serve_args(&[], port), envs(&[("GATEHOUSE_LOG", "warn")])))
 }
 
 async fn kids(base: &str) -> Vec<String> {
@@ -27,7 +20,7 @@ async fn kids(base: &str) -> Vec<String> {
 async fn the_embedded_default_serves_the_demo_and_keeps_its_key() {
     let dir = TempDir::new();
     let first = serve_embedded(&dir.0);
-    let printed = first.stdout.join("\n");
+    let printed = first.printed("Demo user:");
     assert!(printed.contains(&format!("Issuer:    {}", first.base)), "{printed}");
     assert!(printed.contains("demo@gatehouse.test / gatehouse-demo"), "{printed}");
     let demo = crate::harness::get(format!("{}/demo", first.base)).await.unwrap();
@@ -127,15 +120,14 @@ fn version_and_help() {
 async fn logs_carry_no_secrets_even_at_trace_level() {
     use crate::harness::*;
     let dir = TempDir::new();
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
     let config = dir.0.join("gatehouse.toml");
-    std::fs::write(&config, crate::harness::config("ES256").replace("{issuer}", &issuer)).unwrap();
-    let log = dir.0.join("stderr.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let args = ["serve", "--config", config.to_str().unwrap(), "--listen", &listen];
-    let mut served = spawn_node(&dir.0, port, &args, &[("GATEHOUSE_LOG", "trace")], Stdio::from(file));
+    let mut served = spawn_node(&dir.0, "node", |port| {
+        let issuer = format!("http://127.0.0.1:{port}");
+        std::fs::write(&config, crate::harness::config("ES256").replace("{issuer}", &issuer)).unwrap();
+        (serve_args(&["--config", config.to_str().unwrap()], port), envs(&[("GATEHOUSE_LOG", "trace")]))
+    });
+    let issuer = served.base.clone();
+    let log = served.log.clone();
 
     let b = browser();
     let (verifier, challenge) = pkce();
@@ -232,4 +224,46 @@ fn a_listener_is_known_by_the_process_holding_it() {
     assert!(!crate::harness::listens_on(1, port), "init does not");
     drop(listener);
     assert!(!crate::harness::listens_on(std::process::id(), port), "closed");
+}
+
+/// The embedded default on the ports `ports` yields, in `dir`.
+fn embedded_trying(dir: &Path, ports: impl Iterator<Item = u16>) -> Node {
+    crate::harness::spawn_node_trying(ports, dir, "embedded", |port| {
+        (serve_args(&[], port), envs(&[("GATEHOUSE_LOG", "warn")]))
+    })
+}
+
+/// A node whose port another process holds says "cannot listen on", and the harness moves on
+/// to a fresh port instead of failing the test or talking to the holder.
+#[test]
+fn a_node_whose_port_is_held_moves_to_a_fresh_one() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let node =
+        embedded_trying(&dir.0, std::iter::once(taken).chain(std::iter::repeat_with(crate::harness::port_to_try)));
+    assert_eq!(node.refused, vec![taken], "the held port was tried first and refused");
+    assert_ne!(node.port, taken);
+    assert!(crate::harness::listens_on(node.child.id(), node.port), "the node holds its new port");
+    assert!(crate::harness::listens_on(std::process::id(), taken), "the held port is still this process's");
+}
+
+/// Five held ports in a row fail the start, naming them.
+#[test]
+#[should_panic(expected = "five ports in a row were taken by others")]
+fn a_node_that_only_finds_held_ports_fails() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    embedded_trying(&dir.0, std::iter::repeat(taken));
+}
+
+/// A node that fails for another reason is not retried as a port clash: its stderr is shown.
+#[test]
+#[should_panic(expected = "exited with")]
+fn a_node_that_fails_otherwise_is_not_retried() {
+    let dir = TempDir::new();
+    crate::harness::spawn_node(&dir.0, "broken", |port| {
+        (serve_args(&["--config", "/nonexistent/gatehouse.toml"], port), Vec::new())
+    });
 }

@@ -229,9 +229,16 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
-/// A plain HTTP client.
+/// A plain HTTP client: one per test process, cloned. Building one parses the system's CA
+/// roots, slow in a debug build on a loaded machine: 50 concurrent requests that each built
+/// their own left the first connections idle past the server's 5 s request-head deadline
+/// (a 408 before the request, which the client reads as an unexpected message). It keeps
+/// no idle connection, so each request opens its own, as a fresh client's would, and none
+/// outlives the runtime that opened it.
 pub fn http() -> reqwest::Client {
-    http_builder().build().unwrap()
+    static CLIENT: LazyLock<reqwest::Client> =
+        LazyLock::new(|| http_builder().pool_max_idle_per_host(0).build().unwrap());
+    CLIENT.clone()
 }
 
 /// `GET url` with a plain client.
@@ -392,10 +399,6 @@ impl Drop for TempDir {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `GET /healthz` answers 200 (the listener is bound before the node is built, so an open
 /// port alone does not mean ready).
 pub fn healthy(port: u16) -> bool {
@@ -413,8 +416,13 @@ pub fn healthy(port: u16) -> bool {
 pub struct Node {
     pub child: std::process::Child,
     pub base: String,
-    /// What it printed on stdout before it served.
-    pub stdout: Vec<String>,
+    pub port: u16,
+    /// Where its stderr goes: `<dir>/<name>.stderr`.
+    pub log: std::path::PathBuf,
+    /// The ports tried before this one, refused because another process held them.
+    pub refused: Vec<u16>,
+    /// What it has printed on stdout so far (read on a thread, so a quiet child never blocks).
+    stdout: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -425,55 +433,23 @@ impl Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+    /// Everything printed on stdout, once a line containing `needle` has been (within
+    /// `PEER_DEADLINE`): the lines are read on a thread, so this waits for them, not a time.
+    pub fn printed(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + PEER_DEADLINE;
+        loop {
+            let lines = self.stdout.lock().unwrap().clone();
+            if lines.iter().any(|l| l.contains(needle)) {
+                return lines.join("\n");
+            }
+            assert!(std::time::Instant::now() < deadline, "{} never printed {needle:?}: {lines:?}", self.base);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Run `gatehouse ARGS` in `dir` and wait until it serves on `port`.
-pub fn spawn_node(
-    dir: &std::path::Path,
-    port: u16,
-    args: &[&str],
-    envs: &[(&str, &str)],
-    stderr: std::process::Stdio,
-) -> Node {
-    use std::io::BufRead;
-    use std::time::{Duration, Instant};
-    let mut child = std::process::Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .envs(envs.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    // Read stdout on a thread, so a quiet child cannot block the test.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Healthy, and the listener is this child's: a port found free can be taken by another
-    // test's node before this one binds it, and that node would answer /healthz too.
-    while !(healthy(port) && listens_on(child.id(), port)) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("gatehouse {args:?} exited with {status} before serving (port {port} taken?)");
-        }
-        assert!(Instant::now() < deadline, "gatehouse did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut stdout = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        stdout.push(line);
-    }
-    Node { child, base: format!("http://127.0.0.1:{port}"), stdout }
 }

@@ -69,19 +69,13 @@ async fn an_oversized_token_request_gets_rfc_6749_json() {
 fn the_server_drops_slow_and_short_requests_without_logging_errors() {
     let dir = TempDir::new();
     let config = dir.0.join("gatehouse.toml");
-    let port = free_port();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/config/embedded.toml")).unwrap();
     std::fs::write(&config, format!("{text}\n[http]\nrequest_timeout_secs = 1\nbody_timeout_secs = 1\n")).unwrap();
-    let log = dir.0.join("stderr.log");
-    let stderr = std::fs::File::create(&log).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let node = spawn_node(
-        &dir.0,
-        port,
-        &["serve", "--config", config.to_str().unwrap(), "--listen", &listen, "--issuer", &format!("http://{listen}")],
-        &[],
-        stderr.into(),
-    );
+    let node = spawn_node(&dir.0, "node", |port| {
+        let issuer = format!("http://127.0.0.1:{port}");
+        (serve_args(&["--config", config.to_str().unwrap(), "--issuer", &issuer], port), Vec::new())
+    });
+    let log = node.log.clone();
     // A head that never ends (slow loris): closed at the request deadline.
     let (answer, took) = exchange(&node.base, b"POST /token HTTP/1.1\r\nHost: x\r\n");
     assert!(took < Duration::from_secs(5), "the half-sent head held the connection for {took:?}");

@@ -3,7 +3,7 @@
 //! concurrent load on both nodes, keys rotate everywhere, Redis outages are survived.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -25,42 +25,28 @@ struct Cluster2 {
     _dir: TempDir,
 }
 
-pub fn start_node(dir: &TempDir, port: u16, issuer: &str, redis_url: &str, prefix: &str, stderr: Stdio) -> Node {
-    let listen = format!("127.0.0.1:{port}");
-    let config = compose_config();
-    spawn_node(
-        &dir.0,
-        port,
-        &["serve", "--config", &config, "--listen", &listen],
-        &[
-            ("GATEHOUSE_ISSUER", issuer),
+/// A node of the compose configuration on `redis_url` under `prefix`; its issuer is
+/// `issuer`, or its own URL when `None`. Its stderr goes to `<dir>/<name>.stderr`.
+pub fn start_node(dir: &TempDir, name: &str, issuer: Option<&str>, redis_url: &str, prefix: &str) -> Node {
+    spawn_node(&dir.0, name, |port| {
+        let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
+        let envs = envs(&[
+            ("GATEHOUSE_ISSUER", &issuer),
             ("GATEHOUSE_REDIS_URL", redis_url),
             ("GATEHOUSE_REDIS_PREFIX", prefix),
             ("GATEHOUSE_LOG", "warn"),
-        ],
-        stderr,
-    )
+        ]);
+        (serve_args(&["--config", &compose_config()], port), envs)
+    })
 }
 
 fn two_nodes(redis: &TestRedis) -> Cluster2 {
     let dir = TempDir::new();
     let prefix = format!("gh-{}", gatehouse::types::random_token(6));
-    // Node A's port makes the issuer, so each node is started on a port proven its own.
-    let args = |port: u16, issuer: Option<&str>| {
-        let issuer = issuer.map_or_else(|| format!("http://127.0.0.1:{port}"), str::to_owned);
-        let args = ["serve", "--config", &compose_config(), "--listen", &format!("127.0.0.1:{port}")].map(String::from);
-        let envs = [
-            ("GATEHOUSE_ISSUER", issuer),
-            ("GATEHOUSE_REDIS_URL", redis.url()),
-            ("GATEHOUSE_REDIS_PREFIX", prefix.clone()),
-            ("GATEHOUSE_LOG", "warn".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v));
-        (args.to_vec(), envs.to_vec())
-    };
-    let (a, pa) = spawn_node_on_free_port(&dir.0, "a", |p| args(p, None));
-    let issuer = format!("http://127.0.0.1:{pa}");
-    let (b, _) = spawn_node_on_free_port(&dir.0, "b", |p| args(p, Some(&issuer)));
+    // Node A's port makes the issuer of both.
+    let a = start_node(&dir, "a", None, &redis.url(), &prefix);
+    let issuer = a.base.clone();
+    let b = start_node(&dir, "b", Some(&issuer), &redis.url(), &prefix);
     Cluster2 { a, b, issuer, _dir: dir }
 }
 
@@ -289,7 +275,8 @@ async fn a_redis_outage_mid_login_gives_clean_503s_and_recovers() {
         assert!(Instant::now() < deadline, "the key ring was not written back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let fresh = start_node(&TempDir::new(), free_port(), &n.issuer, &redis.url(), &prefix_of(&redis), Stdio::null());
+    let fresh_dir = TempDir::new();
+    let fresh = start_node(&fresh_dir, "fresh", Some(&n.issuer), &redis.url(), &prefix_of(&redis));
     assert_eq!(jwks(&fresh).await, jwks(&n.a).await, "a node started after the outage serves the same keys");
 }
 
@@ -310,7 +297,8 @@ async fn users_and_refresh_tokens_survive_a_restart_with_aof() {
     let access = r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
     let info = crate::harness::http().get(n.b.url("/userinfo")).bearer_auth(&access).send().await.unwrap();
     assert_eq!(info.status(), 200, "the user survived");
-    let fresh = start_node(&TempDir::new(), free_port(), &n.issuer, &redis.url(), &prefix_of(&redis), Stdio::null());
+    let fresh_dir = TempDir::new();
+    let fresh = start_node(&fresh_dir, "fresh", Some(&n.issuer), &redis.url(), &prefix_of(&redis));
     assert_eq!(jwks(&fresh).await["keys"][0]["kid"], kid, "the key ring survived");
 }
 
@@ -334,13 +322,9 @@ fn prefix_of(redis: &TestRedis) -> String {
 async fn an_evicting_redis_is_reported_at_start() {
     let redis = TestRedis::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
     let dir = TempDir::new();
-    let log = dir.0.join("stderr.log");
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let mut node =
-        start_node(&dir, port, &issuer, &redis.url(), "gh-evict", Stdio::from(std::fs::File::create(&log).unwrap()));
+    let mut node = start_node(&dir, "node", None, &redis.url(), "gh-evict");
     node.stop();
-    let logs = std::fs::read_to_string(&log).unwrap();
+    let logs = std::fs::read_to_string(&node.log).unwrap();
     assert!(logs.contains("maxmemory-policy") && logs.contains("allkeys-lru"), "{logs}");
 }
 

@@ -739,7 +739,8 @@ async fn slow_discovery_gets_a_quick_502() {
 
 #[tokio::test]
 async fn an_unreachable_provider_does_not_stop_gatehouse() {
-    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (_held, port) = closed_port();
+    let closed = format!("http://127.0.0.1:{port}");
     let app = gatehouse(&closed, 2000, &[]).await;
     assert_eq!(get(app.url("/healthz")).await.unwrap().status(), 200);
     let t = tokens_for_ada(&app).await;
@@ -755,7 +756,8 @@ async fn an_unreachable_provider_does_not_stop_gatehouse() {
 /// starts the connection itself: the same 502 page as through the chooser.
 #[tokio::test]
 async fn an_unreachable_provider_started_from_authorize_gets_a_502() {
-    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (_held, port) = closed_port();
+    let closed = format!("http://127.0.0.1:{port}");
     let app = gatehouse(&closed, 2000, &[]).await;
     let b = browser();
     let (verifier, challenge) = pkce();

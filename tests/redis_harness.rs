@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{PEER_DEADLINE, output_within};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::harness::{PEER_DEADLINE, output_within, port_to_try};
 
 fn redis_server() -> &'static str {
     // (output_within panics with the same hint when redis-server cannot start at all.)
@@ -95,6 +91,8 @@ pub struct TestRedis {
     /// The TLS port, when started with `--tls-port 0` (replaced by a free port).
     pub tls_port: Option<u16>,
     pub dir: PathBuf,
+    /// The ports tried before `port`, refused because another process held them.
+    pub refused: Vec<u16>,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -110,16 +108,21 @@ impl TestRedis {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_trying(port_to_try(), extra)
+    }
+
+    /// `start_with`, trying `port` first (a test gives a port it holds).
+    pub fn start_trying(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("gatehouse-redis-{}", gatehouse::types::random_token(9)));
         std::fs::create_dir_all(&dir).unwrap();
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut tls_port = None;
         if let Some(i) = args.iter().position(|a| a == "--tls-port") {
-            let p = free_port();
+            let p = port_to_try();
             args[i + 1] = p.to_string();
             tls_port = Some(p);
         }
-        let mut r = Self { port: free_port(), tls_port, dir, args, child: None };
+        let mut r = Self { port, tls_port, dir, refused: Vec::new(), args, child: None };
         r.spawn(true);
         r
     }
@@ -141,9 +144,10 @@ impl TestRedis {
                     return;
                 }
                 Err(PortTaken) if retry => {
-                    self.port = free_port();
+                    self.refused.push(self.port);
+                    self.port = port_to_try();
                     if let Some(i) = self.args.iter().position(|a| a == "--tls-port") {
-                        let p = free_port();
+                        let p = port_to_try();
                         self.args[i + 1] = p.to_string();
                         self.tls_port = Some(p);
                     }
@@ -256,7 +260,7 @@ impl TestSentinel {
         ];
         let (port, child) = (0..5)
             .find_map(|_| {
-                let port = free_port();
+                let port = port_to_try();
                 spawn_logged(&args, &dir, "sentinel", port, "+monitor master").ok().map(|c| (port, c))
             })
             .expect("sentinel: five free ports in a row were taken by others");
@@ -266,7 +270,8 @@ impl TestSentinel {
             &master.port.to_string(),
             "sentinel",
         );
-        let sentinel = TestRedis { port, tls_port: None, dir, args: Vec::new(), child: Some(child) };
+        let sentinel =
+            TestRedis { port, tls_port: None, dir, refused: Vec::new(), args: Vec::new(), child: Some(child) };
         Self { master, replica, sentinel }
     }
 
@@ -348,4 +353,18 @@ impl Drop for TestTls {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Redis whose port another process holds moves on to a fresh port instead of failing the
+/// test or leaving the test talking to the holder.
+#[test]
+fn a_redis_whose_port_is_held_moves_to_a_fresh_one() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let r = TestRedis::start_trying(taken, &["--appendonly", "no"]);
+    assert_eq!(r.refused, vec![taken], "the held port was tried first and refused");
+    assert_ne!(r.port, taken);
+    assert_eq!(command(r.port, "PING").as_deref(), Some("+PONG\r\n"));
+    assert!(crate::harness::listens_on(r.child.as_ref().unwrap().id(), r.port), "the server holds its new port");
+    assert!(crate::harness::listens_on(std::process::id(), taken), "the held port is still this process's");
 }

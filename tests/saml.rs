@@ -37,16 +37,16 @@ impl Drop for SamlIdp {
 }
 
 impl SamlIdp {
-    /// Start an IdP on `port` for the SP whose metadata is `sp_metadata`; `extra` adds or
-    /// overrides config fields (users, signing, encryption, name formats).
-    pub fn start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Self {
-        Self::try_start(port, keys, sp_metadata, extra)
-            .unwrap_or_else(|PortTaken| panic!("port {port} was taken before the SAML IdP could bind it"))
+    /// Start an IdP on `port` for the SP whose metadata is `sp_metadata` (`extra` adds or
+    /// overrides config fields: users, signing, encryption, name formats), or `PortTaken`
+    /// when another process bound `port` first; the caller starts over on fresh ports.
+    pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
+        Self::spawn(port, keys, sp_metadata, extra).ready()
     }
 
-    /// `start`, or `PortTaken` when another process bound `port` first (a port found free can
-    /// be taken before the IdP binds it); the caller starts over on fresh ports.
-    pub fn try_start(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> Result<Self, PortTaken> {
+    /// `try_start` without waiting for the IdP: its interpreter loads pysaml2 (seconds on a
+    /// loaded machine) while the caller starts the others.
+    fn spawn(port: u16, keys: &Path, sp_metadata: &str, extra: serde_json::Value) -> StartingIdp {
         let python = root().join("tests/peers/saml-idp/.venv/bin/python");
         assert!(python.exists(), "the pysaml2 IdP peer is not installed: run ./scripts/setup");
         let base = format!("http://127.0.0.1:{port}");
@@ -69,22 +69,37 @@ impl SamlIdp {
         }
         let path = keys.join(format!("idp-{port}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
+        let stderr = keys.join(format!("idp-{port}.stderr"));
         let mut child = Command::new(python)
             .arg(root().join("tests/peers/saml-idp/idp.py"))
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(keys.join(format!("idp-{port}.stderr"))).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
             .spawn()
             .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        StartingIdp { idp: Self { child, base }, stdout, stderr }
+    }
+}
+
+/// An IdP process started and not yet known to serve (killed on drop, as an IdP is).
+struct StartingIdp {
+    idp: SamlIdp,
+    stdout: std::process::ChildStdout,
+    stderr: PathBuf,
+}
+
+impl StartingIdp {
+    /// The IdP once it says READY, or `PortTaken` when another process held its port.
+    fn ready(self) -> Result<SamlIdp, PortTaken> {
         // READY comes after the bind: an IdP that says it is ready owns its port.
-        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, "the SAML IdP");
-        let idp = Self { child, base };
+        let line = first_line_within(self.stdout, PEER_DEADLINE, "the SAML IdP");
         if line.starts_with("READY ") {
-            return Ok(idp);
+            return Ok(self.idp);
         }
-        drop(idp);
-        let said = std::fs::read_to_string(keys.join(format!("idp-{port}.stderr"))).unwrap_or_default();
+        drop(self.idp);
+        let said = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         if said.contains("Address already in use") {
             return Err(PortTaken);
         }
@@ -127,7 +142,7 @@ async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
     let dir = TempDir::new();
     make_keys(&dir.0);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let ports: Vec<u16> = conns.iter().map(|_| free_port()).collect();
+    let ports: Vec<u16> = conns.iter().map(|_| port_to_try()).collect();
     let ids: Vec<String> = conns.iter().map(|c| format!("\"{}\"", c.id)).collect();
     let mut config = crate::harness::config("ES256").replacen(
         "connections = [\"users\"]",
@@ -144,12 +159,14 @@ async fn try_setup(conns: &[Conn<'_>]) -> Result<Setup, PortTaken> {
         ));
     }
     let app = TestApp::with(Options { config: Some(config), listener: Some(listener), ..Default::default() }).await;
-    let mut idps = Vec::new();
+    // All IdPs start at once, then each is waited for: their start-ups overlap.
+    let mut starting = Vec::new();
     for (c, port) in conns.iter().zip(ports) {
         let meta = get(app.url(&format!("/saml/{}/metadata", c.id))).await.unwrap();
         assert_eq!(meta.status(), 200);
-        idps.push(SamlIdp::try_start(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone())?);
+        starting.push(SamlIdp::spawn(port, &dir.0, &meta.text().await.unwrap(), c.idp.clone()));
     }
+    let idps = starting.into_iter().map(StartingIdp::ready).collect::<Result<Vec<_>, _>>()?;
     Ok(Setup { app, idps, _dir: dir })
 }
 
@@ -622,8 +639,10 @@ async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
     let port = held.local_addr().unwrap().port();
     let started = SamlIdp::try_start(port, &s._dir.0, &meta, serde_json::json!({}));
     assert!(matches!(started, Err(PortTaken)), "an IdP on a held port");
-    // Released, the same port serves.
-    drop(held);
-    let idp = SamlIdp::start(port, &s._dir.0, &meta, serde_json::json!({}));
+    assert!(crate::harness::listens_on(std::process::id(), port), "the held port is still this process's");
+    // The same IdP on a port of its own serves: the refusal was the held port's.
+    let idp = (0..5)
+        .find_map(|_| SamlIdp::try_start(port_to_try(), &s._dir.0, &meta, serde_json::json!({})).ok())
+        .expect("five ports in a row were taken by others");
     assert!(get(format!("{}/metadata", idp.base)).await.unwrap().status().is_success(), "the IdP serves");
 }

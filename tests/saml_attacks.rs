@@ -388,10 +388,12 @@ async fn nodes_on_one_redis_share_transactions_and_the_assertion_replay_cache() 
     let dir = TempDir::new();
     make_keys(&dir.0);
     let keys = dir.0.display().to_string();
-    let (pa, pb) = (free_port(), free_port());
-    let issuer = format!("http://127.0.0.1:{pa}");
-    let config = format!(
-        r#"issuer = "{issuer}"
+    let tag = gatehouse::types::random_token(6);
+    let path = dir.0.join("gatehouse.toml");
+    // Node A's port makes the issuer of the configuration both nodes share.
+    let write_config = |issuer: &str| {
+        let config = format!(
+            r#"issuer = "{issuer}"
 [store]
 kind = "redis"
 url = "{redis}"
@@ -413,23 +415,17 @@ idp_certificate_files = ["{keys}/idp.crt"]
 sp_key_file = "{keys}/sp.key"
 sp_certificate_file = "{keys}/sp.crt"
 "#,
-        redis = redis.url(),
-        tag = gatehouse::types::random_token(6),
-    );
-    let path = dir.0.join("gatehouse.toml");
-    std::fs::write(&path, config).unwrap();
-    let path = path.to_str().unwrap();
-    let node = |port: u16| {
-        let listen = format!("127.0.0.1:{port}");
-        spawn_node(
-            &dir.0,
-            port,
-            &["serve", "--config", path, "--listen", &listen],
-            &[("GATEHOUSE_LOG", "warn")],
-            std::process::Stdio::null(),
-        )
+            redis = redis.url(),
+        );
+        std::fs::write(&path, config).unwrap();
     };
-    let (a, b) = (node(pa), node(pb));
+    let args = |port| (serve_args(&["--config", path.to_str().unwrap()], port), envs(&[("GATEHOUSE_LOG", "warn")]));
+    let a = spawn_node(&dir.0, "a", |port| {
+        write_config(&format!("http://127.0.0.1:{port}"));
+        args(port)
+    });
+    let issuer = a.base.clone();
+    let b = spawn_node(&dir.0, "b", args);
 
     // Start at node A; the IdP's POST lands on node B.
     let (verifier, challenge) = pkce();

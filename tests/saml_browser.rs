@@ -165,7 +165,7 @@ async fn chromium_signs_in_through_a_saml_idp_and_the_acs_post_keeps_the_binding
     // means a fresh node and port.
     let mut started = None;
     for _ in 0..5 {
-        let idp_port = free_port();
+        let idp_port = port_to_try();
         let idp_base = format!("http://127.0.0.1:{idp_port}");
         let gatehouse = TcpListener::bind("127.0.0.1:0").unwrap();
         let node = start_node(gatehouse, &dir.0.display().to_string(), &idp_base, &client_redirect).await;

@@ -659,7 +659,8 @@ async fn oversized_profiles_and_slow_upstreams_fail_cleanly() {
         assert!(user(&app, "facebook|10001").await.is_none(), "{mode:?}: no user");
     }
 
-    let (fake, app) = setup(Mode::SlowToken(Duration::from_secs(5)), APP_SECRET, 500).await;
+    // The token endpoint would answer after 60 s, past the default 10 s timeout too.
+    let (fake, app) = setup(Mode::SlowToken(Duration::from_secs(60)), APP_SECRET, 500).await;
     let b = browser();
     let (_, challenge) = pkce();
     let callback = through_dialog(&app, &fake, &b, "facebook", &challenge).await;
@@ -668,7 +669,8 @@ async fn oversized_profiles_and_slow_upstreams_fail_cleanly() {
     let took = started.elapsed();
     assert_error_page(r, 502, "unavailable").await;
     assert!(took >= Duration::from_millis(450), "Gatehouse waited for the token endpoint: {took:?}");
-    assert!(took < Duration::from_millis(2500), "timeout_ms = 500 bounds the wait: {took:?}");
+    // Under the 10 s default, with slack for a loaded machine: the configured 500 ms applied.
+    assert!(took < Duration::from_secs(8), "timeout_ms = 500 bounds the wait: {took:?}");
     assert_eq!(fake.seen().profiles, 0);
     assert!(user(&app, "facebook|10001").await.is_none(), "no user");
 }

@@ -265,37 +265,126 @@ fn http_responses_are_built_only_in_src_http() {
     assert!(offenders.is_empty(), "HTTP responses built outside src/http: {offenders:?}");
 }
 
-/// `src/flow` without its tests, and without `event.rs`: Auth0's Actions event shape, which
-/// names ids as the JSON Auth0 defines does.
-fn flow_sources() -> Vec<PathBuf> {
-    rust_files(&root().join("src/flow"))
-        .into_iter()
-        .filter(|p| !rel(p).starts_with("src/flow/tests/") && !rel(p).ends_with("/event.rs"))
+/// The domain modules past `http` and `settings`, where ids are typed (invariant 6): `src/flow`
+/// without its tests (they build requests from strings, as a client would), and `src/oauth`,
+/// `src/profile`, `src/session`, `src/tokens`, `src/actions`.
+fn typed_sources() -> Vec<PathBuf> {
+    ["src/flow", "src/oauth", "src/profile", "src/session", "src/tokens", "src/actions"]
+        .iter()
+        .flat_map(|d| rust_files(&root().join(d)))
+        .filter(|p| !rel(p).starts_with("src/flow/tests/"))
         .collect()
 }
 
+/// Where a raw string id is right, each with its reason: (file, struct, why).
+const RAW_ID_EXCEPTIONS: &[(&str, &str, &str)] = &[
+    ("src/actions/event.rs", "SessionFacts", "event.session.id: a session's id, not one of the ids typed here"),
+    ("src/actions/event.rs", "RefreshFacts", "event.refresh_token.id: a grant's id, not one of the ids typed here"),
+    ("src/oauth/token.rs", "TokenResponse", "the token response body: `scope` is RFC 6749 5.1's string"),
+    ("src/tokens/mod.rs", "AccessClaims", "the access token's claims: RFC 9068's `client_id` and `scope`"),
+];
+
+/// Whether a line of `file` inside struct `in_struct` is one of the exceptions.
+fn raw_id_exception(file: &str, in_struct: Option<&str>) -> bool {
+    RAW_ID_EXCEPTIONS.iter().any(|(f, s, _)| *f == file && Some(*s) == in_struct)
+}
+
+/// Whether `line` declares one of the id names with a raw string type (`id: &str,`,
+/// `id: &'a str,`), not a value (`id: String::new()`).
+fn declares_raw_id(line: &str) -> bool {
+    // Lifetimes do not change what a type is: `&'a str` is `&str`.
+    let mut line = line.to_owned();
+    while let Some(i) = line.find("&'") {
+        let end = line[i + 2..].find(' ').map_or(line.len(), |j| i + 2 + j + 1);
+        line.replace_range(i + 1..end, "");
+    }
+    let line = line.as_str();
+    let names = [
+        "client_id",
+        "client",
+        "connection",
+        "connection_id",
+        "conn_id",
+        "conn",
+        "txn_id",
+        "txn",
+        "transaction_id",
+        "transaction",
+        "id",
+        "redirect_uri",
+        "redirect",
+        "post_logout_redirect_uri",
+        "scope",
+        "scopes",
+    ];
+    let raw = [
+        ": &str",
+        ": String",
+        ": Option<&str>",
+        ": Option<String>",
+        ": &String",
+        ": Vec<String>",
+        ": Vec<&str>",
+        ": &[String]",
+        ": &[&str]",
+    ];
+    names.iter().any(|name| {
+        raw.iter().any(|ty| {
+            let pat = format!("{name}{ty}");
+            line.match_indices(&pat).any(|(i, _)| {
+                let before = if i == 0 { b' ' } else { line.as_bytes()[i - 1] };
+                let after = line[i + pat.len()..].chars().next().unwrap_or(' ');
+                !before.is_ascii_alphanumeric() && before != b'_' && after != ':'
+            })
+        })
+    })
+}
+
 #[test]
-fn flow_takes_no_raw_string_ids() {
-    // A parameter or field naming a client, connection or transaction must be typed.
-    let names = ["client_id", "client", "connection", "conn_id", "conn", "txn_id", "txn", "transaction_id", "id"];
-    let raw = [": &str", ": String", ": Option<&str>", ": Option<String>"];
-    for p in flow_sources() {
+fn raw_id_rule_sees_what_it_claims() {
+    assert!(declares_raw_id("    Basic { id: String, secret: Secret<String> },"));
+    assert!(declares_raw_id("pub fn f(client_id: &str) -> bool {"));
+    assert!(declares_raw_id("    pub scope: String,"));
+    assert!(declares_raw_id("fn g(redirect_uri: Option<&str>)"));
+    assert!(declares_raw_id("    pub connection: &'a str,"), "a lifetime hides nothing");
+    assert!(declares_raw_id("    Refresh { scopes: Vec<&'a str>, refresh_token: RefreshFacts<'a> },"));
+    assert!(!declares_raw_id("    let id: String::new();"), "a value, not a declaration");
+    assert!(!declares_raw_id("    user_id: &str,"), "another name");
+    assert!(!declares_raw_id("    client_id: ClientId,"));
+}
+
+#[test]
+fn domain_modules_take_no_raw_string_ids() {
+    // A parameter or field naming a client, redirect URI, scope, connection or transaction
+    // must be typed; the exceptions above are named, each with its reason.
+    for p in typed_sources() {
+        let file = rel(&p);
+        let mut in_struct: Option<String> = None;
         for (n, line) in code(&p).lines().enumerate() {
-            let bad = names.iter().any(|name| {
-                raw.iter().any(|ty| {
-                    let pat = format!("{name}{ty}");
-                    line.match_indices(&pat).any(|(i, _)| {
-                        let before = if i == 0 { b' ' } else { line.as_bytes()[i - 1] };
-                        let after = line[i + pat.len()..].chars().next().unwrap_or(' ');
-                        // a declaration (`id: &str,`), not a value (`id: String::new()`)
-                        !before.is_ascii_alphanumeric() && before != b'_' && after != ':'
-                    })
-                })
-            });
-            assert!(!bad, "{}:{}: a raw string id: {}", rel(&p), n + 1, line.trim());
+            if let Some(rest) = line.split("struct ").nth(1).filter(|_| !line.trim_start().starts_with("//")) {
+                in_struct = rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().map(str::to_owned);
+            } else if line == "}" {
+                in_struct = None;
+            }
+            if raw_id_exception(&file, in_struct.as_deref()) {
+                continue;
+            }
+            assert!(!declares_raw_id(line), "{file}:{}: a raw string id: {}", n + 1, line.trim());
             // Clients are looked up by `ClientId` through `Settings::known_clients`.
-            assert!(!line.contains("settings.client("), "{}:{}: a client looked up by string", rel(&p), n + 1);
+            assert!(!line.contains("settings.client("), "{file}:{}: a client looked up by string", n + 1);
         }
+    }
+    // Each exception names a struct that exists where it says and still holds a raw id, so
+    // none outlives its reason.
+    for (file, name, why) in RAW_ID_EXCEPTIONS {
+        let text = code(&root().join(file));
+        let body = text
+            .match_indices(&format!("struct {name}"))
+            .map(|(i, m)| &text[i + m.len()..])
+            .find(|rest| rest.starts_with(|c: char| !c.is_alphanumeric() && c != '_'))
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap_or_else(|| panic!("{file}: no struct {name} ({why})"));
+        assert!(body.lines().any(declares_raw_id), "{file}: {name} holds no raw id any more: drop its exception");
     }
 }
 
@@ -332,7 +421,7 @@ const INVARIANT_TESTS: &[(u32, &[&str])] = &[
         &["tidy::connectors_keep_no_per_login_memory", "multi_node::a_login_started_on_one_node_finishes_on_the_other"],
     ),
     (5, &["tidy::the_store_imports_nothing_above_it", "tidy::flow_builds_no_http_response_and_oauth_knows_no_flow"]),
-    (6, &["tidy::store_records_hold_typed_values"]),
+    (6, &["tidy::domain_modules_take_no_raw_string_ids", "tidy::store_records_hold_typed_values"]),
     (
         7,
         &[
@@ -589,6 +678,35 @@ fn architecture_names_every_settings_file() {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if name != "mod.rs" && name != "tests.rs" {
             assert!(row.contains(&format!("`{name}`")), "ARCHITECTURE.md's settings row does not name {name}");
+        }
+    }
+}
+
+/// Every wait of the suite on a child process has a deadline (`harness::output_within`,
+/// `first_line_within`, the readiness loops), and the npm peers run on the Node.js the
+/// harness checked (`harness::node()`, >= 20), not whatever `node` is first on PATH.
+#[test]
+fn the_suite_waits_on_children_only_with_a_deadline() {
+    let own = root().join("tests/harness/process.rs");
+    let this = root().join("tests/tidy.rs");
+    // The suite's own sources (tests/peers holds the peers' node_modules and venvs).
+    let mut files: Vec<PathBuf> = fs::read_dir(root().join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.extend(rust_files(&root().join("tests/harness")));
+    for p in files.into_iter().filter(|p| *p != own && *p != this) {
+        for (n, line) in code(&p).lines().enumerate() {
+            for unbounded in [".output()", ".wait_with_output()", "Command::new(\"node\")"] {
+                assert!(
+                    !line.contains(unbounded),
+                    "{}:{}: {unbounded} without a deadline: {}",
+                    rel(&p),
+                    n + 1,
+                    line.trim()
+                );
+            }
         }
     }
 }

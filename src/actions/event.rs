@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::oauth::AuthorizationRequest;
 use crate::store::UserRecord;
+use crate::types::{ClientId, ConnectionId, Scopes};
 
 /// A Unix time as Auth0 writes dates in events: `2023-11-14T22:13:20.000Z` (UTC).
 pub fn iso8601(unix: u64) -> Value {
@@ -36,9 +37,10 @@ pub struct RequestFacts<'a> {
 /// The login's connection and client.
 #[derive(Debug, Clone)]
 pub struct Parties<'a> {
-    pub connection: &'a str,
+    /// `None` on a refresh of a user who has no identity to name one.
+    pub connection: Option<&'a ConnectionId>,
     pub strategy: Option<&'a str>,
-    pub client_id: &'a str,
+    pub client_id: &'a ClientId,
     pub client_name: Option<&'a str>,
 }
 
@@ -66,7 +68,7 @@ pub struct PostLogin<'a> {
 #[derive(Debug, Clone)]
 pub enum Transaction<'a> {
     Authorize(&'a AuthorizationRequest),
-    Refresh { scopes: Vec<&'a str>, refresh_token: RefreshFacts<'a> },
+    Refresh { scopes: &'a Scopes, refresh_token: RefreshFacts<'a> },
 }
 
 /// Auth0's `event.refresh_token` on the refresh-token exchange.
@@ -113,9 +115,11 @@ fn user_json(user: &UserRecord) -> Value {
 }
 
 fn parties_json(p: &Parties<'_>) -> (Value, Value) {
+    // Auth0 always has a connection; a refresh without one shows an empty id.
+    let connection = p.connection.map_or("", ConnectionId::as_str);
     (
-        json!({ "id": p.connection, "name": p.connection, "strategy": p.strategy }),
-        json!({ "client_id": p.client_id, "name": p.client_name, "metadata": {} }),
+        json!({ "id": connection, "name": connection, "strategy": p.strategy }),
+        json!({ "client_id": p.client_id.as_str(), "name": p.client_name, "metadata": {} }),
     )
 }
 
@@ -158,7 +162,7 @@ pub fn post_login(user: &UserRecord, facts: &PostLogin<'_>) -> Value {
         Transaction::Refresh { scopes, refresh_token } => {
             request["query"] = json!({});
             event["transaction"] = json!({
-                "requested_scopes": scopes,
+                "requested_scopes": scopes.iter().collect::<Vec<_>>(),
                 "protocol": "oauth2-refresh-token",
                 "ui_locales": [],
             });
@@ -166,7 +170,7 @@ pub fn post_login(user: &UserRecord, facts: &PostLogin<'_>) -> Value {
                 "id": refresh_token.id,
                 "created_at": iso8601(refresh_token.created_at),
                 "session_id": refresh_token.session_id,
-                "client_id": facts.parties.client_id,
+                "client_id": facts.parties.client_id.as_str(),
                 "user_id": user.user_id.as_str(),
             });
         }
@@ -204,7 +208,7 @@ pub fn pre_user_registration(
     user: &NewUser<'_>,
     parties: &Parties<'_>,
     request: &RequestFacts<'_>,
-    requested_scopes: Vec<&str>,
+    requested_scopes: &Scopes,
 ) -> Value {
     let (connection, client) = parties_json(parties);
     let mut person = person(user);
@@ -215,7 +219,7 @@ pub fn pre_user_registration(
         "connection": connection,
         "client": client,
         "request": { "ip": request.ip, "user_agent": request.user_agent, "hostname": request.hostname },
-        "transaction": { "requested_scopes": requested_scopes },
+        "transaction": { "requested_scopes": requested_scopes.iter().collect::<Vec<_>>() },
     })
 }
 
@@ -244,13 +248,18 @@ mod tests {
         let e = post_login(
             &user,
             &PostLogin {
-                parties: Parties { connection: "users", strategy: Some("auth0"), client_id: "web", client_name: None },
+                parties: Parties {
+                    connection: Some(&ConnectionId::parse("users").unwrap()),
+                    strategy: Some("auth0"),
+                    client_id: &ClientId::parse("web").unwrap(),
+                    client_name: None,
+                },
                 request: RequestFacts::default(),
                 auth_time: 1_700_000_000,
                 amr: &amr,
                 session: Some(SessionFacts { id: "sid-1", created_at: 1_700_000_000, authenticated_at: 1_700_000_000 }),
                 transaction: Transaction::Refresh {
-                    scopes: vec!["openid", "offline_access"],
+                    scopes: &Scopes::parse("openid offline_access").unwrap(),
                     refresh_token: RefreshFacts { id: "g-1", created_at: 1_700_000_100, session_id: "sid-1" },
                 },
             },

@@ -28,7 +28,7 @@ pub async fn authorize(core: &Core, params: &Params, browser: &Browser) -> Resul
         Some(h) => {
             let claims = verify_id_token_hint(core, h)
                 .map_err(|_| redirect_err(ErrorCode::InvalidRequest, "id_token_hint is invalid"))?;
-            if !claims.is_for(v.request.client_id.as_str()) {
+            if !claims.is_for(&v.request.client_id) {
                 return Err(
                     redirect_err(ErrorCode::InvalidRequest, "id_token_hint was issued to another client").into()
                 );

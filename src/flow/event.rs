@@ -23,9 +23,9 @@ fn request_facts(browser: &Browser) -> RequestFacts<'_> {
 /// Which connection and which client this login is between.
 fn parties<'a>(core: &'a Core, request: &'a AuthorizationRequest, connection: &'a ConnectionId) -> Parties<'a> {
     Parties {
-        connection: connection.as_str(),
+        connection: Some(connection),
         strategy: core.connections.get(connection).map(|c| c.connector.strategy()),
-        client_id: request.client_id.as_str(),
+        client_id: &request.client_id,
         client_name: core.settings.known_clients().get(&request.client_id).map(|c| c.name.as_str()),
     }
 }
@@ -81,10 +81,5 @@ pub(super) fn registration_event(
     connection: &ConnectionId,
     browser: &Browser,
 ) -> serde_json::Value {
-    event::pre_user_registration(
-        user,
-        &parties(core, request, connection),
-        &request_facts(browser),
-        request.scopes.iter().collect(),
-    )
+    event::pre_user_registration(user, &parties(core, request, connection), &request_facts(browser), &request.scopes)
 }

@@ -146,7 +146,9 @@ pub fn validate<'a>(settings: &'a Settings, p: &Params) -> Result<ValidRequest<'
     let connection = match p.get("connection") {
         None => None,
         Some(c) => Some(
-            allowed_connection(client, c)
+            ConnectionId::parse(c)
+                .ok()
+                .and_then(|c| allowed_connection(client, &c))
                 .ok_or_else(|| fail(ErrorCode::InvalidRequest, "connection is not enabled for this client"))?,
         ),
     };
@@ -193,6 +195,6 @@ fn parse_prompt(v: Option<&str>) -> Result<Prompt, &'static str> {
 }
 
 /// The connection `id` if this client allows it.
-pub fn allowed_connection(client: &ClientSettings, id: &str) -> Option<ConnectionId> {
-    client.connections.iter().find(|c| c.as_str() == id).cloned()
+pub fn allowed_connection(client: &ClientSettings, id: &ConnectionId) -> Option<ConnectionId> {
+    client.connections.iter().find(|c| *c == id).cloned()
 }

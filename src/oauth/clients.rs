@@ -9,19 +9,20 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use crate::settings::{AuthMethod, ClientSettings, Settings, secret_digest};
-use crate::types::{Secret, ct_eq};
+use crate::types::{ClientId, Secret, ct_eq};
 
 /// The credentials a request presented, read from the `Authorization` header and the body.
 #[derive(Debug)]
 pub enum Presented {
-    Basic { id: String, secret: Secret<String> },
-    Post { id: String, secret: Secret<String> },
-    IdOnly { id: String },
+    Basic { id: ClientId, secret: Secret<String> },
+    Post { id: ClientId, secret: Secret<String> },
+    IdOnly { id: ClientId },
     Nothing,
 }
 
 /// Read the client credentials of a token-style request. Using two methods at once is an
-/// error (RFC 6749 2.3).
+/// error (RFC 6749 2.3). A client id that no client could have gets the answer an unknown
+/// client gets.
 pub fn presented(authorization: Option<&str>, body: &Params) -> Result<Presented, OAuthError> {
     let basic = match authorization {
         Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => Some(parse_basic(&h[6..])?),
@@ -29,19 +30,25 @@ pub fn presented(authorization: Option<&str>, body: &Params) -> Result<Presented
     };
     let body_id = body.get("client_id");
     let body_secret = body.get("client_secret");
+    let id = |s: &str| ClientId::parse(s).map_err(|_| denied());
     match (basic, body_id, body_secret) {
         (Some(_), _, Some(_)) => Err(OAuthError::invalid_request("use one client authentication method, not two")),
-        (Some((id, _)), Some(other), None) if other != id => {
+        (Some((basic_id, _)), Some(other), None) if other != basic_id => {
             Err(OAuthError::invalid_request("client_id in the body does not match the Authorization header"))
         }
-        (Some((id, secret)), _, None) => Ok(Presented::Basic { id, secret }),
-        (None, Some(id), Some(secret)) => {
-            Ok(Presented::Post { id: id.to_owned(), secret: Secret::new(secret.to_owned()) })
+        (Some((basic_id, secret)), _, None) => Ok(Presented::Basic { id: id(&basic_id)?, secret }),
+        (None, Some(body_id), Some(secret)) => {
+            Ok(Presented::Post { id: id(body_id)?, secret: Secret::new(secret.to_owned()) })
         }
-        (None, Some(id), None) => Ok(Presented::IdOnly { id: id.to_owned() }),
+        (None, Some(body_id), None) => Ok(Presented::IdOnly { id: id(body_id)? }),
         (None, None, Some(_)) => Err(OAuthError::invalid_request("client_secret without client_id")),
         (None, None, None) => Ok(Presented::Nothing),
     }
+}
+
+/// One answer for every client that did not authenticate: unknown, malformed or wrong secret.
+fn denied() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
 }
 
 fn parse_basic(b64: &str) -> Result<(String, Secret<String>), OAuthError> {
@@ -59,14 +66,13 @@ fn parse_basic(b64: &str) -> Result<(String, Secret<String>), OAuthError> {
 /// The authenticated client, or `invalid_client`. Unknown clients and wrong secrets get the
 /// same answer.
 pub fn authenticate<'s>(settings: &'s Settings, presented: &Presented) -> Result<&'s ClientSettings, OAuthError> {
-    let denied = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
     let (id, secret, method) = match presented {
         Presented::Basic { id, secret } => (id, Some(secret), AuthMethod::ClientSecretBasic),
         Presented::Post { id, secret } => (id, Some(secret), AuthMethod::ClientSecretPost),
         Presented::IdOnly { id } => (id, None, AuthMethod::None),
         Presented::Nothing => return Err(denied()),
     };
-    let client = settings.client(id).ok_or_else(denied)?;
+    let client = settings.known_clients().get(id).ok_or_else(denied)?;
     if client.auth_method != method {
         return Err(denied());
     }
@@ -87,7 +93,7 @@ mod tests {
         let h = format!("Basic {}", STANDARD.encode("a%3Ab:s%2Bt"));
         match presented(Some(&h), &Params::default()).unwrap() {
             Presented::Basic { id, secret } => {
-                assert_eq!(id, "a:b");
+                assert_eq!(id.as_str(), "a:b");
                 assert_eq!(secret.expose(), "s+t");
             }
             other => panic!("{other:?}"),

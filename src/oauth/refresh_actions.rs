@@ -29,9 +29,9 @@ pub async fn on_refresh(
     let strategy = connection.as_ref().and_then(|c| core.connections.get(c)).map(|c| c.connector.strategy());
     let facts = event::PostLogin {
         parties: event::Parties {
-            connection: connection.as_ref().map_or("", |c| c.as_str()),
+            connection: connection.as_ref(),
             strategy,
-            client_id: client.id.as_str(),
+            client_id: &client.id,
             client_name: Some(client.name.as_str()),
         },
         request: event::RequestFacts::default(),
@@ -43,7 +43,7 @@ pub async fn on_refresh(
             authenticated_at: grant.auth_time,
         }),
         transaction: event::Transaction::Refresh {
-            scopes: scopes.iter().collect(),
+            scopes,
             refresh_token: event::RefreshFacts { id: &grant.id, created_at: grant.created_at, session_id: &grant.sid },
         },
     };

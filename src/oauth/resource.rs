@@ -10,7 +10,7 @@ use crate::settings::ClientSettings;
 use crate::state::Core;
 use crate::tokens::jwt::{Expect, verify};
 use crate::tokens::{AccessClaims, profile_claims};
-use crate::types::{Scopes, SecretHash, UserId};
+use crate::types::{ClientId, Scopes, SecretHash, UserId};
 
 /// A verified, live access token.
 pub async fn verify_access_token(core: &Core, token: &str, audience: Option<&str>) -> Result<AccessClaims, OAuthError> {
@@ -121,7 +121,8 @@ pub struct HintClaims {
 }
 
 impl HintClaims {
-    pub fn is_for(&self, client_id: &str) -> bool {
+    pub fn is_for(&self, client_id: &ClientId) -> bool {
+        let client_id = client_id.as_str();
         match &self.aud {
             serde_json::Value::String(a) => a == client_id,
             serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client_id)),

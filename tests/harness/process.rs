@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::{Node, free_port, spawn_node};
+use super::{BIN, Node, healthy};
 
 /// How long a peer may take to print its READY line or to finish a run on a loaded machine.
 pub const PEER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -108,33 +108,102 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     })
 }
 
-/// `spawn_node` on a port of its own: `args_for(port)` gives the arguments and environment
-/// for a port; when another process took the port first (the node says "cannot listen on"),
-/// a fresh port is tried. The node's stderr goes to `<dir>/<name>.stderr`. Returns the node
-/// and its port.
-pub fn spawn_node_on_free_port(
+/// A loopback port nobody listened on when asked (bound to port 0, then released). Another
+/// process can bind it before the caller's child does, so it is only a port to try: every
+/// caller retries with a fresh one when its child cannot bind it (`spawn_node`,
+/// `TestRedis`, `SamlIdp::try_start`). Where nothing should listen at all, `closed_port`.
+pub fn port_to_try() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A loopback port bound but not listening, for as long as the socket lives: a connection
+/// to it is refused, and no other process can bind it meanwhile (the socket has no
+/// SO_REUSEADDR), so "nothing listens there" stays true for the whole test.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// Run `gatehouse ARGS` in `dir` on a port of its own and wait until it serves there.
+/// `args_for(port)` gives the arguments and environment for a port (and may write a
+/// configuration file naming it). When another process took the port first (the node says
+/// "cannot listen on"), a fresh port is tried. The node's stderr goes to `<dir>/<name>.stderr`.
+pub fn spawn_node(
     dir: &std::path::Path,
     name: &str,
     args_for: impl Fn(u16) -> (Vec<String>, Vec<(String, String)>),
-) -> (Node, u16) {
-    for _ in 0..5 {
-        let port = free_port();
+) -> Node {
+    spawn_node_trying(std::iter::repeat_with(port_to_try), dir, name, args_for)
+}
+
+/// `spawn_node` on the ports `ports` yields, in order (a test gives a port it holds first).
+pub fn spawn_node_trying(
+    ports: impl Iterator<Item = u16>,
+    dir: &std::path::Path,
+    name: &str,
+    args_for: impl Fn(u16) -> (Vec<String>, Vec<(String, String)>),
+) -> Node {
+    let mut refused = Vec::new();
+    for port in ports.take(5) {
         let (args, envs) = args_for(port);
-        let log = dir.join(format!("{name}.stderr"));
-        let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let spawned =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spawn_node(dir, port, &args, &envs, stderr)));
-        match spawned {
-            Ok(node) => return (node, port),
-            Err(panic) => {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                if !said.contains("cannot listen on") {
-                    std::panic::resume_unwind(panic);
-                }
-            }
+        if let Some(mut node) = try_spawn(dir, name, port, &args, &envs) {
+            node.refused = refused;
+            return node;
         }
+        refused.push(port);
     }
-    panic!("{name}: five free ports in a row were taken by others");
+    panic!("{name}: five ports in a row were taken by others: {refused:?}");
+}
+
+/// One start of a node on `port`: `None` when the port was another process's.
+fn try_spawn(dir: &std::path::Path, name: &str, port: u16, args: &[String], envs: &[(String, String)]) -> Option<Node> {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let log = dir.join(format!("{name}.stderr"));
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (lines, out) = (stdout.clone(), child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let mut node = Node { child, base: format!("http://127.0.0.1:{port}"), port, log, refused: Vec::new(), stdout };
+    let deadline = Instant::now() + PEER_DEADLINE;
+    // The listener is this child's (checked first: connecting to another process's listener
+    // could wait on it), and it serves.
+    while !(listens_on(node.child.id(), port) && healthy(port)) {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            let said = std::fs::read_to_string(&node.log).unwrap_or_default();
+            if said.contains("cannot listen on") {
+                return None;
+            }
+            panic!("gatehouse {args:?} exited with {status} before serving:\n{said}");
+        }
+        assert!(Instant::now() < deadline, "gatehouse did not start on port {port} within {PEER_DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(node)
+}
+
+/// `--listen 127.0.0.1:<port>` as `serve` arguments, after `first`.
+pub fn serve_args(first: &[&str], port: u16) -> Vec<String> {
+    let mut args: Vec<String> = std::iter::once("serve").chain(first.iter().copied()).map(String::from).collect();
+    args.extend(["--listen".to_owned(), format!("127.0.0.1:{port}")]);
+    args
+}
+
+/// Environment pairs as owned strings.
+pub fn envs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

@@ -92,7 +92,9 @@ def sp_metadata():
         f.write(xml)
 
 
-def free_port():
+def port_to_try():
+    """A port nobody listened on when asked; another process may bind it first, so the IdP
+    start below moves to a fresh one when its bind fails."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -145,8 +147,15 @@ def recent(xml, attr, what, slack=10):
 
 class Peer:
     def __init__(self, name, **extra):
+        for _ in range(5):
+            if self.start(name, port_to_try(), extra):
+                return
+        check(False, f"[{name}] five ports in a row were taken by others")
+
+    def start(self, name, port, extra):
+        """Start the IdP on `port`; False when another process held it."""
         self.name = name
-        self.port = free_port()
+        self.port = port
         self.base = f"http://127.0.0.1:{self.port}"
         self.idp_id = self.base + "/metadata"
         cfg = {
@@ -166,6 +175,10 @@ class Peer:
         self.proc = subprocess.Popen([PY, os.path.join(HERE, "idp.py"), "--config", path(name + ".json")],
                                      stdout=subprocess.PIPE, stderr=open(path(name + ".log"), "w"), text=True)
         line = self.proc.stdout.readline().strip()
+        if not line and self.proc.wait() != 0:
+            with open(path(name + ".log")) as log:
+                if "Address already in use" in log.read():
+                    return False
         check(line == "READY " + self.base, f"[{name}] READY line: {line!r}")
         status, _, md = http(self.base + "/metadata")
         check(status == 200 and "IDPSSODescriptor" in md, f"[{name}] /metadata")
@@ -186,6 +199,7 @@ class Peer:
             }},
         })
         self.client = Saml2Client(config=conf)
+        return True
 
     def stop(self):
         self.proc.terminate()
