@@ -228,8 +228,11 @@ impl RefreshToken {
     }
 }
 
-/// An issuer: an absolute http(s) URL without query, fragment or trailing slash.
+/// An issuer: an absolute http(s) URL without query or fragment, kept verbatim (with or
+/// without a trailing slash: Auth0's SDKs expect `https://{domain}/`), so `iss` is exactly
+/// what was configured. Endpoints are built on the form without the trailing slash.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Issuer(String);
 impl Issuer {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
@@ -237,17 +240,37 @@ impl Issuer {
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
             return Err(InvalidValue("issuer must be http(s) without query or fragment"));
         }
-        Ok(Self(s.trim_end_matches('/').to_owned()))
+        // One trailing slash at most: `https://x//` would make `iss` and endpoints disagree.
+        if s.ends_with("//") {
+            return Err(InvalidValue("issuer must end in at most one slash"));
+        }
+        Ok(Self(s.to_owned()))
     }
+    /// The issuer exactly as configured: the `iss` of every token and of discovery.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The issuer without its trailing slash, the base every endpoint is built on.
+    pub fn base(&self) -> &str {
+        self.0.strip_suffix('/').unwrap_or(&self.0)
+    }
     /// An absolute URL under the issuer; `path` starts with `/`.
     pub fn join(&self, path: &str) -> String {
-        format!("{}{}", self.0, path)
+        format!("{}{}", self.base(), path)
     }
     pub fn is_https(&self) -> bool {
         self.0.starts_with("https://")
+    }
+}
+impl TryFrom<String> for Issuer {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Self::parse(&s)
+    }
+}
+impl From<Issuer> for String {
+    fn from(i: Issuer) -> String {
+        i.0
     }
 }
 impl fmt::Display for Issuer {
@@ -401,6 +424,24 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issuer_keeps_its_trailing_slash_and_builds_endpoints_without_doubling_it() {
+        let slash = Issuer::parse("https://login.example.com/").unwrap();
+        assert_eq!(slash.as_str(), "https://login.example.com/", "iss is what was configured");
+        assert_eq!(slash.join("/token"), "https://login.example.com/token");
+        let plain = Issuer::parse("https://login.example.com").unwrap();
+        assert_eq!(plain.as_str(), "https://login.example.com");
+        assert_eq!(plain.join("/token"), "https://login.example.com/token");
+        let tenant = Issuer::parse("https://example.com/tenant/").unwrap();
+        assert_eq!(tenant.join("/.well-known/jwks.json"), "https://example.com/tenant/.well-known/jwks.json");
+        assert!(Issuer::parse("https://login.example.com//").is_err(), "two slashes");
+        assert!(Issuer::parse("https://login.example.com/?x=1").is_err());
+        assert_ne!(slash, plain, "two spellings are two issuers");
+        let back: Issuer = serde_json::from_str("\"https://login.example.com/\"").unwrap();
+        assert_eq!(back, slash);
+        assert!(serde_json::from_str::<Issuer>("\"ftp://x\"").is_err());
+    }
 
     #[test]
     fn secrets_are_redacted_and_ids_checked() {

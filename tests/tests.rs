@@ -34,6 +34,10 @@ mod http_limits;
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;
 
+/// Auth0 drop-in over HTTP: trailing-slash issuer, Auth0 client names, /oauth/token and CORS,
+/// /v2/logout, response_mode=web_message.
+mod auth0;
+
 /// scripts/setup's Node.js check and install, with fake node and npm commands.
 mod setup_script;
 

@@ -320,9 +320,9 @@ impl Settings {
     /// Move the issuer (and the demo client's redirect URIs with it), for `--issuer` and for
     /// tests that bind a free port.
     pub fn with_issuer(mut self, issuer: Issuer) -> Self {
-        let old = self.issuer.as_str().to_owned();
+        let old = self.issuer.base().to_owned();
         let rebase = |u: &RedirectUri| match u.as_str().strip_prefix(&old) {
-            Some(rest) => RedirectUri::parse(&format!("{}{rest}", issuer.as_str())).unwrap_or_else(|_| u.clone()),
+            Some(rest) => RedirectUri::parse(&issuer.join(rest)).unwrap_or_else(|_| u.clone()),
             None => u.clone(),
         };
         for c in &mut self.clients {

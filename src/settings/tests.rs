@@ -94,6 +94,10 @@ fn the_embedded_default_is_valid() {
     assert_eq!(s.issuer.as_str(), "http://127.0.0.1:8080");
     let moved = s.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:9999").unwrap());
     assert_eq!(moved.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:9999/demo");
+    // A trailing slash on the new issuer moves the redirect URIs without doubling it.
+    let slashed = moved.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:7777/").unwrap());
+    assert_eq!(slashed.issuer.as_str(), "http://127.0.0.1:7777/");
+    assert_eq!(slashed.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:7777/demo");
 }
 
 #[test]
