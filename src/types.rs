@@ -140,6 +140,43 @@ impl RedirectUri {
     }
 }
 
+impl RedirectUri {
+    /// The web origin of an http(s) redirect URI (where a browser app that registered it
+    /// runs); `None` for other schemes.
+    pub fn origin(&self) -> Option<WebOrigin> {
+        let url = self.url();
+        matches!(url.scheme(), "http" | "https").then(|| WebOrigin(url.origin().ascii_serialization()))
+    }
+}
+
+string_type!(
+    /// A web origin as a browser sends it in `Origin` (`https://app.example.com`,
+    /// `http://127.0.0.1:3000`): scheme, host and port only, lowercase, default port left out.
+    /// Registered ones (Auth0's "Allowed Web Origins") are compared with the `Origin` header
+    /// character for character; there are no wildcards.
+    WebOrigin
+);
+impl WebOrigin {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.contains('*') {
+            return Err(InvalidValue("a web origin is matched exactly: wildcards are not supported"));
+        }
+        let url = Url::parse(s).map_err(|_| InvalidValue("a web origin must be scheme://host[:port]"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(InvalidValue("a web origin must be http or https"));
+        }
+        let origin = url.origin().ascii_serialization();
+        // Only the exact form a browser sends: no path (not even "/"), no user, no default
+        // port, lowercase host; anything else would silently never match.
+        if origin != s {
+            return Err(InvalidValue(
+                "a web origin is scheme://host[:port] exactly as browsers send it: lowercase, no path or trailing slash, no default port",
+            ));
+        }
+        Ok(Self(origin))
+    }
+}
+
 string_type!(
     /// One login attempt's public, unguessable id: the upstream `state` / `RelayState`, the
     /// hosted pages' path and the `state` of an Action's redirect.
@@ -424,6 +461,30 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_origins_are_only_the_form_browsers_send() {
+        for good in ["https://app.example.com", "http://127.0.0.1:3000", "http://localhost:8080"] {
+            assert_eq!(WebOrigin::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "https://app.example.com/",
+            "https://App.example.com",
+            "https://app.example.com:443",
+            "https://*.example.com",
+            "*",
+            "null",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "ftp://app.example.com",
+        ] {
+            assert!(WebOrigin::parse(bad).is_err(), "{bad}");
+        }
+        let r = RedirectUri::parse("http://127.0.0.1:3000/callback?x=1").unwrap();
+        assert_eq!(r.origin().unwrap().as_str(), "http://127.0.0.1:3000");
+        assert!(RedirectUri::parse("com.example.app:/cb").unwrap().origin().is_none());
+    }
 
     #[test]
     fn an_issuer_keeps_its_trailing_slash_and_builds_endpoints_without_doubling_it() {
