@@ -315,3 +315,43 @@ async fn web_message_posts_the_response_to_the_registered_origin_only() {
     let d: serde_json::Value = get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert!(d["response_modes_supported"].as_array().unwrap().contains(&"web_message".into()));
 }
+
+/// A peer of tests/peers/auth0 (`spa.mjs` or `express.mjs`), killed on drop. It prints
+/// `READY <port> <port>` once both its servers listen.
+pub(crate) struct Peer {
+    child: std::process::Child,
+    pub ports: (u16, u16),
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    pub(crate) fn start(script: &str, env: &[(&str, &str)]) -> Self {
+        let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/auth0");
+        assert!(
+            peer.join("node_modules/@auth0/auth0-spa-js").is_dir(),
+            "the auth0 peer is not installed: run ./scripts/setup"
+        );
+        let mut cmd = std::process::Command::new(node());
+        cmd.arg(peer.join(script)).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("node must be installed: run ./scripts/setup");
+        let line = first_line_within(child.stdout.take().unwrap(), PEER_DEADLINE, script);
+        let ports: Vec<u16> = match line.strip_prefix("READY ") {
+            Some(rest) => rest.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
+            None => Vec::new(),
+        };
+        // The guard exists from here on, so a failed start still kills the child.
+        let mut guard = Self { child, ports: (0, 0) };
+        assert_eq!(ports.len(), 2, "{script} did not start: {line:?}");
+        guard.ports = (ports[0], ports[1]);
+        guard
+    }
+}

@@ -38,6 +38,12 @@ mod interop;
 /// /v2/logout, response_mode=web_message.
 mod auth0;
 
+/// Auth0's Express SDKs (express-openid-connect, express-oauth2-jwt-bearer) against Gatehouse.
+mod auth0_express;
+
+/// Auth0's SPA SDK (auth0-spa-js) in headless Chromium: redirect login, silent tokens, logout.
+mod auth0_browser;
+
 /// scripts/setup's Node.js check and install, with fake node and npm commands.
 mod setup_script;
 
