@@ -105,7 +105,10 @@ pub async fn auth0_logout(core: &Core, p: &Params, browser: &Browser) -> Result<
             allowed.map(|r| r.url())
         }
     };
-    let upstream = if p.get("federated").is_some() { Upstream::End } else { Upstream::Keep };
+    // `federated` is a flag: Auth0's SDKs send it without a value (`&federated`), which
+    // `Params::get` reads as absent.
+    let federated = p.pairs().iter().any(|(k, _)| k == "federated");
+    let upstream = if federated { Upstream::End } else { Upstream::Keep };
     end_session(core, browser, None, redirect, upstream).await
 }
 
