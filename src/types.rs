@@ -463,7 +463,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn web_origins_are_only_the_form_browsers_send() {
+    fn web_origins_are_only_the_exact_form_of_an_origin_header() {
         for good in ["https://app.example.com", "http://127.0.0.1:3000", "http://localhost:8080"] {
             assert_eq!(WebOrigin::parse(good).unwrap().as_str(), good);
         }

@@ -318,7 +318,8 @@ fn signed_out(core: &Core, page: &Page, next: LogoutNext) -> HttpResponse {
     };
     // Only a request that brought the session cookie clears it. A cross-site POST arrives
     // without it (SameSite=Lax) and ends nothing; clearing it anyway would sign the person
-    // out of this browser from any other site.
+    // out of this browser from any other site. (Where a deployment chose SameSite=None, the
+    // cookie does arrive, and the confirmation's CSRF token is what refuses the POST.)
     if page.browser.session.is_some() {
         let _ = resp.add_cookie(&session_removal(core));
     }
