@@ -140,6 +140,43 @@ impl RedirectUri {
     }
 }
 
+impl RedirectUri {
+    /// The web origin of an http(s) redirect URI (where a browser app that registered it
+    /// runs); `None` for other schemes.
+    pub fn origin(&self) -> Option<WebOrigin> {
+        let url = self.url();
+        matches!(url.scheme(), "http" | "https").then(|| WebOrigin(url.origin().ascii_serialization()))
+    }
+}
+
+string_type!(
+    /// A web origin as a browser sends it in `Origin` (`https://app.example.com`,
+    /// `http://127.0.0.1:3000`): scheme, host and port only, lowercase, default port left out.
+    /// Registered ones (Auth0's "Allowed Web Origins") are compared with the `Origin` header
+    /// character for character; there are no wildcards.
+    WebOrigin
+);
+impl WebOrigin {
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.contains('*') {
+            return Err(InvalidValue("a web origin is matched exactly: wildcards are not supported"));
+        }
+        let url = Url::parse(s).map_err(|_| InvalidValue("a web origin must be scheme://host[:port]"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(InvalidValue("a web origin must be http or https"));
+        }
+        let origin = url.origin().ascii_serialization();
+        // Only the exact form a browser sends: no path (not even "/"), no user, no default
+        // port, lowercase host; anything else would silently never match.
+        if origin != s {
+            return Err(InvalidValue(
+                "a web origin is scheme://host[:port] exactly as browsers send it: lowercase, no path or trailing slash, no default port",
+            ));
+        }
+        Ok(Self(origin))
+    }
+}
+
 string_type!(
     /// One login attempt's public, unguessable id: the upstream `state` / `RelayState`, the
     /// hosted pages' path and the `state` of an Action's redirect.
@@ -228,8 +265,11 @@ impl RefreshToken {
     }
 }
 
-/// An issuer: an absolute http(s) URL without query, fragment or trailing slash.
+/// An issuer: an absolute http(s) URL without query or fragment, kept verbatim (with or
+/// without a trailing slash: Auth0's SDKs expect `https://{domain}/`), so `iss` is exactly
+/// what was configured. Endpoints are built on the form without the trailing slash.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Issuer(String);
 impl Issuer {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
@@ -237,17 +277,37 @@ impl Issuer {
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() || url.fragment().is_some() {
             return Err(InvalidValue("issuer must be http(s) without query or fragment"));
         }
-        Ok(Self(s.trim_end_matches('/').to_owned()))
+        // One trailing slash at most: `https://x//` would make `iss` and endpoints disagree.
+        if s.ends_with("//") {
+            return Err(InvalidValue("issuer must end in at most one slash"));
+        }
+        Ok(Self(s.to_owned()))
     }
+    /// The issuer exactly as configured: the `iss` of every token and of discovery.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The issuer without its trailing slash, the base every endpoint is built on.
+    pub fn base(&self) -> &str {
+        self.0.strip_suffix('/').unwrap_or(&self.0)
+    }
     /// An absolute URL under the issuer; `path` starts with `/`.
     pub fn join(&self, path: &str) -> String {
-        format!("{}{}", self.0, path)
+        format!("{}{}", self.base(), path)
     }
     pub fn is_https(&self) -> bool {
         self.0.starts_with("https://")
+    }
+}
+impl TryFrom<String> for Issuer {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Self::parse(&s)
+    }
+}
+impl From<Issuer> for String {
+    fn from(i: Issuer) -> String {
+        i.0
     }
 }
 impl fmt::Display for Issuer {
@@ -423,6 +483,48 @@ mod tests {
         let json = serde_json::to_string(&h).unwrap();
         assert_eq!(json, format!("\"{hex}\""));
         assert_eq!(serde_json::from_str::<SecretHash>(&json).unwrap(), h);
+    }
+
+    #[test]
+    fn web_origins_are_only_the_exact_form_of_an_origin_header() {
+        for good in ["https://app.example.com", "http://127.0.0.1:3000", "http://localhost:8080"] {
+            assert_eq!(WebOrigin::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "https://app.example.com/",
+            "https://App.example.com",
+            "https://app.example.com:443",
+            "https://*.example.com",
+            "*",
+            "null",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://user@app.example.com",
+            "ftp://app.example.com",
+        ] {
+            assert!(WebOrigin::parse(bad).is_err(), "{bad}");
+        }
+        let r = RedirectUri::parse("http://127.0.0.1:3000/callback?x=1").unwrap();
+        assert_eq!(r.origin().unwrap().as_str(), "http://127.0.0.1:3000");
+        assert!(RedirectUri::parse("com.example.app:/cb").unwrap().origin().is_none());
+    }
+
+    #[test]
+    fn an_issuer_keeps_its_trailing_slash_and_builds_endpoints_without_doubling_it() {
+        let slash = Issuer::parse("https://login.example.com/").unwrap();
+        assert_eq!(slash.as_str(), "https://login.example.com/", "iss is what was configured");
+        assert_eq!(slash.join("/token"), "https://login.example.com/token");
+        let plain = Issuer::parse("https://login.example.com").unwrap();
+        assert_eq!(plain.as_str(), "https://login.example.com");
+        assert_eq!(plain.join("/token"), "https://login.example.com/token");
+        let tenant = Issuer::parse("https://example.com/tenant/").unwrap();
+        assert_eq!(tenant.join("/.well-known/jwks.json"), "https://example.com/tenant/.well-known/jwks.json");
+        assert!(Issuer::parse("https://login.example.com//").is_err(), "two slashes");
+        assert!(Issuer::parse("https://login.example.com/?x=1").is_err());
+        assert_ne!(slash, plain, "two spellings are two issuers");
+        let back: Issuer = serde_json::from_str("\"https://login.example.com/\"").unwrap();
+        assert_eq!(back, slash);
+        assert!(serde_json::from_str::<Issuer>("\"ftp://x\"").is_err());
     }
 
     #[test]

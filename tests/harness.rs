@@ -171,11 +171,14 @@ pub struct Options {
     pub listener: Option<TcpListener>,
     /// Another node's store and clock (see `TestApp::shared`): two nodes behind one store.
     pub shared: Option<(Store, Arc<ManualClock>)>,
+    /// Configure the issuer with a trailing slash (`http://127.0.0.1:<port>/`), as Auth0's
+    /// SDKs expect it; `TestApp::issuer` stays without it, so `url()` builds paths alike.
+    pub trailing_slash: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alg: "ES256", manual_clock: false, config: None, listener: None, shared: None }
+        Self { alg: "ES256", manual_clock: false, config: None, listener: None, shared: None, trailing_slash: false }
     }
 }
 
@@ -189,7 +192,8 @@ impl TestApp {
         let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let text = opts.config.unwrap_or_else(|| config(opts.alg)).replace("{issuer}", &issuer);
         let settings = Settings::parse(&text, &|_| None).unwrap_or_else(|e| panic!("test config: {e}"));
-        let settings = settings.with_issuer(Issuer::parse(&issuer).unwrap());
+        let configured = if opts.trailing_slash { format!("{issuer}/") } else { issuer.clone() };
+        let settings = settings.with_issuer(Issuer::parse(&configured).unwrap());
         let (clock, manual, store): (SharedClock, _, _) = match opts.shared {
             Some((store, c)) => (c.clone(), Some(c), Some(store)),
             None if opts.manual_clock => {

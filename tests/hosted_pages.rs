@@ -212,3 +212,16 @@ async fn the_logout_confirmation_refuses_a_missing_empty_or_foreign_csrf_token()
     assert!(!signed_in(&app, &b).await, "with its own token the confirmation ends the session");
     assert!(signed_in(&app, &other).await, "and only that browser's");
 }
+
+#[tokio::test]
+async fn session_cookie_same_site_none_is_a_deployment_choice() {
+    let config = crate::harness::config("ES256") + "\n[session]\ncookie_secure = true\ncookie_same_site = \"none\"\n";
+    let app = TestApp::with(Options { config: Some(config), ..Default::default() }).await;
+    let jar = login_with_jar(&app).await;
+    // An iframe on the app's site (silent authentication) sees the session: None, still Secure.
+    let session = attributes(&jar.sent("__Host-gh_session"));
+    for flag in ["secure", "httponly", "samesite=none", "path=/"] {
+        assert!(session.contains(&flag.to_owned()), "{flag}: {session:?}");
+    }
+    assert!(!session.contains(&"samesite=lax".to_owned()), "{session:?}");
+}

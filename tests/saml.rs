@@ -646,3 +646,47 @@ async fn an_idp_port_taken_by_another_process_is_reported_as_taken() {
         .expect("five ports in a row were taken by others");
     assert!(get(format!("{}/metadata", idp.base)).await.unwrap().status().is_success(), "the IdP serves");
 }
+
+/// Auth0's `/v2/logout` ends the upstream session only with `federated`, through the same
+/// Single Logout round trip as `/logout`, and lands at the allowed `returnTo` either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_v2_logout_ends_the_idp_session_only_when_federated() {
+    let s = setup(&[Conn { id: "acme", kind: "saml", lines: "", options: OPTIONS, idp: serde_json::json!({}) }]).await;
+    let b = browser();
+    let idp_log = || async {
+        get(format!("{}/slo/log", s.idps[0].base)).await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    let sign_in = || {
+        let (_, challenge) = pkce();
+        let start = authorize_url(&s.app, "web", WEB_REDIRECT, &challenge, &[("connection", "acme")]);
+        let b = b.clone();
+        async move {
+            let (done, _, _) = follow(&b, start, "ada", "ada-pw").await;
+            assert!(param(&done, "code").is_some(), "{done}");
+        }
+    };
+    let v2 = |federated: bool| {
+        let mut url = format!("{}?client_id=web&returnTo=http%3A%2F%2Fapp.test%2Fbye", s.app.url("/v2/logout"));
+        if federated {
+            url.push_str("&federated");
+        }
+        url
+    };
+
+    sign_in().await;
+    let r = b.get(v2(false)).send().await.unwrap();
+    assert_eq!(location(&r), "http://app.test/bye", "without federated: straight back to the app");
+    assert_eq!(idp_log().await, serde_json::json!([]), "the IdP was not asked");
+
+    sign_in().await;
+    let r = b.get(v2(true)).send().await.unwrap();
+    let to_idp = location(&r);
+    assert!(to_idp.starts_with(&format!("{}/slo/redirect?SAMLRequest=", s.idps[0].base)), "{to_idp}");
+    let back = location(&b.get(&to_idp).send().await.unwrap());
+    assert!(back.starts_with(&s.app.url("/saml/acme/slo?")), "{back}");
+    let r = b.get(&back).send().await.unwrap();
+    assert_eq!(location(&r), "http://app.test/bye", "then to returnTo");
+    let log = idp_log().await;
+    let ended = log.as_array().unwrap();
+    assert!(ended.len() == 1 && ended[0].as_str().unwrap().starts_with("ada-"), "the IdP ended Ada's session: {log}");
+}

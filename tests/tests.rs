@@ -34,6 +34,16 @@ mod http_limits;
 /// The npm openid-client as the relying party, against Gatehouse.
 mod interop;
 
+/// Auth0 drop-in over HTTP: trailing-slash issuer, Auth0 client names, /oauth/token and CORS,
+/// /v2/logout, response_mode=web_message.
+mod auth0;
+
+/// Auth0's Express SDKs (express-openid-connect, express-oauth2-jwt-bearer) against Gatehouse.
+mod auth0_express;
+
+/// Auth0's SPA SDK (auth0-spa-js) in headless Chromium: redirect login, silent tokens, logout.
+mod auth0_browser;
+
 /// scripts/setup's Node.js check and install, with fake node and npm commands.
 mod setup_script;
 

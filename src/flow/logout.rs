@@ -1,5 +1,5 @@
-//! Logout: RP-Initiated Logout 1.0 at `/logout`, and SAML Single Logout with the upstream
-//! (`/saml/{connection}/slo`, both directions).
+//! Logout: RP-Initiated Logout 1.0 at `/logout`, Auth0's `/v2/logout`, and SAML Single
+//! Logout with the upstream (`/saml/{connection}/slo`, both directions).
 
 use gatehouse_connector::{ConnectorError, Start, Url};
 
@@ -76,16 +76,62 @@ pub async fn logout(core: &Core, p: &Params, confirmed: bool, browser: &Browser)
             _ => return Err(FlowError::Csrf),
         }
     }
+    end_session(core, browser, hint.as_ref().map(|h| h.sub.as_str()), redirect, Upstream::End).await
+}
+
+/// Whether a logout also ends the upstream session, where the connection offers logout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    End,
+    Keep,
+}
+
+/// Auth0's `GET /v2/logout?client_id=…&returnTo=…[&federated]`, what Auth0's SDKs call: it
+/// ends the session at once (Auth0's contract; no confirmation page, so a link on another
+/// site can sign the person out, as it can at Auth0) and sends the browser to `returnTo`
+/// only when it is one of that client's allowed logout URLs, character for character;
+/// anything else ends on the signed-out page. `federated` ends the upstream session too,
+/// where the connection supports logout.
+pub async fn auth0_logout(core: &Core, p: &Params, browser: &Browser) -> Result<LogoutNext, FlowError> {
+    let client =
+        p.get("client_id").and_then(|c| ClientId::parse(c).ok()).and_then(|c| core.settings.known_clients().get(&c));
+    let redirect = match p.get("returnTo") {
+        None => None,
+        Some(uri) => {
+            let allowed = client.and_then(|c| c.post_logout_redirect_uris.iter().find(|r| r.as_str() == uri));
+            if allowed.is_none() {
+                tracing::info!(client_id = ?client.map(|c| c.id.as_str()), "returnTo is not an allowed logout URL of the client; signed-out page instead");
+            }
+            allowed.map(|r| r.url())
+        }
+    };
+    // `federated` is a flag: Auth0's SDKs send it without a value (`&federated`), which
+    // `Params::get` reads as absent.
+    let federated = p.pairs().iter().any(|(k, _)| k == "federated");
+    let upstream = if federated { Upstream::End } else { Upstream::Keep };
+    end_session(core, browser, None, redirect, upstream).await
+}
+
+/// Close this browser's session (unless `hint_sub` names another user), then go upstream
+/// when asked and the connection supports logout, else to `redirect` or the signed-out page.
+async fn end_session(
+    core: &Core,
+    browser: &Browser,
+    hint_sub: Option<&str>,
+    redirect: Option<Url>,
+    upstream: Upstream,
+) -> Result<LogoutNext, FlowError> {
     if let Some(cookie) = browser.session.as_deref() {
         let live = session::find(&core.store, Some(cookie), core.clock.now()).await?;
         // A hint for another user does not end this browser's session.
-        let matches = match (&live, &hint) {
-            (Some(s), Some(h)) => s.user_id.as_str() == h.sub,
+        let matches = match (&live, hint_sub) {
+            (Some(s), Some(h)) => s.user_id.as_str() == h,
             _ => true,
         };
         if matches {
             session::close(&core.store, cookie).await?;
-            if let Some(s) = live
+            if upstream == Upstream::End
+                && let Some(s) = live
                 && let Some(next) = upstream_logout(core, &s, redirect.as_ref()).await?
             {
                 return Ok(next);

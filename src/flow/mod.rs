@@ -35,7 +35,7 @@ pub use callback::callback;
 pub use credentials::credentials;
 pub use error::{AuthorizeFailure, FlowError};
 pub use hosted::{choose, hosted, identify};
-pub use logout::{LogoutNext, answer_upstream_logout, finish_upstream_logout, logout};
+pub use logout::{LogoutNext, answer_upstream_logout, auth0_logout, finish_upstream_logout, logout};
 pub use response::error_response;
 pub use resume::continue_login;
 pub(crate) use resume::{Event, resume};

@@ -1,4 +1,5 @@
-//! API routes: discovery, JWKS, `/token`, `/userinfo`, `/revoke`, `/introspect`.
+//! API routes: discovery, JWKS, `/token` (and Auth0's spelling `/oauth/token`), `/userinfo`,
+//! `/revoke`, `/introspect`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -11,35 +12,38 @@ use crate::oauth::token::exchange;
 use crate::oauth::{ErrorCode, OAuthError, Params};
 use crate::settings::ClientSettings;
 
-/// The origin a browser app calls from, when it is the origin of a registered redirect URI
-/// of some client: such apps may read `/token`, `/userinfo` and `/revoke` responses (CORS).
-fn allowed_origin(core: &Core, req: &HttpRequest) -> Option<String> {
-    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
-    let allowed = core.settings.clients.iter().flat_map(|c| c.redirect_uris.iter()).any(|u| {
-        let u = u.url();
-        matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == origin
-    });
-    allowed.then(|| origin.to_owned())
+/// The `Origin` of a browser app some client registered (see
+/// [`ClientSettings::is_web_origin`]): such apps may read `/token`, `/oauth/token`,
+/// `/userinfo` and `/revoke` responses (CORS). Exact match, never a wildcard, never
+/// credentials: these endpoints take no cookies.
+fn allowed_origin(core: &Core, req: &HttpRequest) -> Option<header::HeaderValue> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    core.settings.clients.iter().any(|c| c.is_web_origin(text)).then(|| origin.clone())
 }
 
 fn with_cors(core: &Core, req: &HttpRequest, mut resp: HttpResponse) -> HttpResponse {
-    if let Some(origin) = allowed_origin(core, req)
-        && let Ok(v) = header::HeaderValue::from_str(&origin)
-    {
-        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        resp.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    // The answer depends on Origin, whoever asks: caches must keep one per origin.
+    resp.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    if let Some(origin) = allowed_origin(core, req) {
+        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
     resp
 }
 
-/// CORS preflight for the endpoints browser apps call.
+/// CORS preflight for the endpoints browser apps call. An origin no client registered gets
+/// no `Access-Control-Allow-*` header at all, so the browser never sends the request.
+/// `Auth0-Client` is the header Auth0's SDKs add to every call (base64 JSON naming the SDK);
+/// it is allowed and ignored.
 pub async fn preflight(core: web::Data<Core>, req: HttpRequest) -> HttpResponse {
-    let resp = HttpResponse::NoContent()
+    let mut resp = HttpResponse::NoContent();
+    resp.insert_header((header::VARY, "Origin"));
+    let Some(origin) = allowed_origin(&core, &req) else { return resp.finish() };
+    resp.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type, auth0-client"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-        .finish();
-    with_cors(&core, &req, resp)
+        .finish()
 }
 
 fn no_store(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -62,7 +66,7 @@ pub async fn discovery(core: web::Data<Core>) -> HttpResponse {
         "introspection_endpoint": i.join("/introspect"),
         "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
+        "response_modes_supported": ["query", "form_post", "web_message"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use super::error::{flow_page, oauth_page, store_unavailable};
-use super::page::{Page, binding_cookie, cookie, removal};
+use super::page::{Page, binding_cookie, session_cookie, session_removal};
 use super::{Core, read_params};
 use crate::flow::{
     self, AuthorizationResponse, AuthorizeFailure, CredentialsResult, FlowError, HostedPage, HostedPost, LogoutNext,
@@ -13,7 +13,6 @@ use crate::flow::{
 };
 use crate::oauth::Params;
 use crate::oauth::authorize::AuthorizeError;
-use crate::session::cookie_names;
 use crate::store::ResponseMode;
 use crate::types::{ConnectionId, TransactionId};
 use gatehouse_connector::{CallbackInput, Secret};
@@ -29,6 +28,29 @@ fn respond(page: &Page, r: &AuthorizationResponse) -> HttpResponse {
     match r.mode {
         ResponseMode::Query => see_other(r.url().as_str()).finish(),
         ResponseMode::FormPost => autopost(page, r.redirect_uri.as_str(), &r.params),
+        ResponseMode::WebMessage => web_message(page, r),
+    }
+}
+
+/// `response_mode=web_message`: a page that only the redirect URI's origin (checked against
+/// the client's `web_origins` at `/authorize`) may frame, posting the response to exactly
+/// that origin; the browser delivers it to no other.
+fn web_message(page: &Page, r: &AuthorizationResponse) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        origin: &'a str,
+        fields: &'a [(String, String)],
+    }
+    match r.redirect_uri.origin() {
+        Some(origin) => {
+            page.html_framed_by(&origin, "web_message.html", Ctx { origin: origin.as_str(), fields: &r.params })
+        }
+        None => page.error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request is invalid",
+            "web_message needs a web origin",
+            "invalid_request",
+        ),
     }
 }
 
@@ -80,7 +102,7 @@ fn outcome(core: &Core, page: &Page, o: Outcome) -> HttpResponse {
         let _ = resp.add_cookie(&binding_cookie(b, secure));
     }
     if let Some(s) = o.set_session {
-        let _ = resp.add_cookie(&cookie(cookie_names(secure).session, s, secure, Some(core.settings.session.ttl)));
+        let _ = resp.add_cookie(&session_cookie(core, Some(s)));
     }
     resp
 }
@@ -255,8 +277,7 @@ pub async fn saml_slo(core: web::Data<Core>, req: HttpRequest, page: Page, path:
             Ok((url, closed)) => {
                 let mut resp = see_other(url.as_str()).finish();
                 if closed {
-                    let secure = core.settings.session.cookie_secure;
-                    let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
+                    let _ = resp.add_cookie(&session_removal(&core));
                 }
                 resp
             }
@@ -275,7 +296,6 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
         Ok(p) => p,
         Err(e) => return oauth_page(&page, &e),
     };
-    let secure = core.settings.session.cookie_secure;
     // A POST of the confirmation form; SameSite=Lax keeps the session cookie off cross-site
     // POSTs, so another site cannot submit it for the person.
     let confirmed = req.method() == actix_web::http::Method::POST && params.get("confirm") == Some("yes");
@@ -283,21 +303,37 @@ pub async fn logout(core: web::Data<Core>, req: HttpRequest, page: Page, body: w
         Ok(LogoutNext::Confirm(fields)) => {
             page.html(StatusCode::OK, "confirm_logout.html", serde_json::json!({ "fields": fields }))
         }
-        Ok(next) => {
-            let mut resp = match next {
-                LogoutNext::Redirect(url) => see_other(url.as_str()).finish(),
-                LogoutNext::SignedOut | LogoutNext::Confirm(_) => {
-                    page.html(StatusCode::OK, "signed_out.html", serde_json::json!({}))
-                }
-            };
-            // Only a request that brought the session cookie clears it. A cross-site POST
-            // arrives without it (SameSite=Lax) and ends nothing; clearing it anyway would sign
-            // the person out of this browser from any other site.
-            if page.browser.session.is_some() {
-                let _ = resp.add_cookie(&removal(cookie_names(secure).session, secure));
-            }
-            resp
+        Ok(next) => signed_out(&core, &page, next),
+        Err(e) => flow_page(&page, &e),
+    }
+}
+
+/// Where a logout ends: a redirect or the signed-out page, clearing the session cookie.
+fn signed_out(core: &Core, page: &Page, next: LogoutNext) -> HttpResponse {
+    let mut resp = match next {
+        LogoutNext::Redirect(url) => see_other(url.as_str()).finish(),
+        LogoutNext::SignedOut | LogoutNext::Confirm(_) => {
+            page.html(StatusCode::OK, "signed_out.html", serde_json::json!({}))
         }
+    };
+    // Only a request that brought the session cookie clears it. A cross-site POST arrives
+    // without it (SameSite=Lax) and ends nothing; clearing it anyway would sign the person
+    // out of this browser from any other site. (Where a deployment chose SameSite=None, the
+    // cookie does arrive, and the confirmation's CSRF token is what refuses the POST.)
+    if page.browser.session.is_some() {
+        let _ = resp.add_cookie(&session_removal(core));
+    }
+    resp
+}
+
+/// `GET /v2/logout`: Auth0's logout, what its SDKs call (`flow::auth0_logout`).
+pub async fn auth0_logout(core: web::Data<Core>, req: HttpRequest, page: Page) -> HttpResponse {
+    let params = match Params::parse(req.query_string().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return oauth_page(&page, &e),
+    };
+    match flow::auth0_logout(&core, &params, &page.browser).await {
+        Ok(next) => signed_out(&core, &page, next),
         Err(e) => flow_page(&page, &e),
     }
 }

@@ -46,6 +46,10 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/authorize").get(login::authorize).post(login::authorize))
             .service(web::resource("/continue").get(login::continue_login).post(login::continue_login))
             .service(web::resource("/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)))
+            // Auth0's path for the same endpoint: auth0-spa-js does no discovery.
+            .service(
+                web::resource("/oauth/token").post(api::token).route(web::method(Method::OPTIONS).to(api::preflight)),
+            )
             .service(
                 web::resource("/userinfo")
                     .get(api::userinfo)
@@ -55,6 +59,7 @@ pub fn configure(core: Arc<Core>) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(web::resource("/revoke").post(api::revoke).route(web::method(Method::OPTIONS).to(api::preflight)))
             .service(web::resource("/introspect").post(api::introspect))
             .service(web::resource("/logout").get(login::logout).post(login::logout))
+            .service(web::resource("/v2/logout").get(login::auth0_logout))
             .service(web::resource("/healthz").get(ops::healthz))
             .service(web::resource("/readyz").get(ops::readyz))
             .service(web::resource("/metrics").get(ops::metrics))

@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use crate::flow::{AuthorizationResponse, Browser};
 use crate::session::cookie_names;
+use crate::settings::SessionSameSite;
 use crate::state::Core;
 use crate::store::ResponseMode;
-use crate::types::random_token;
+use crate::types::{WebOrigin, random_token};
 
 /// Set by the middleware on every request; quoted on error pages and in every log line.
 #[derive(Clone, Debug)]
@@ -58,15 +59,23 @@ impl Page {
     /// A builder with the headers every hosted page carries: a strict CSP whose only inline
     /// code is this response's nonce, no framing, no caching, no referrer.
     pub fn builder(&self, status: StatusCode) -> HttpResponseBuilder {
+        let mut b = self.builder_framed_by(status, None);
+        b.insert_header((header::X_FRAME_OPTIONS, "DENY"));
+        b
+    }
+
+    /// The same headers, with `frame-ancestors` set to `origin` (the one page that may be
+    /// framed, by its client's registered web origin) or `'none'`.
+    fn builder_framed_by(&self, status: StatusCode, origin: Option<&WebOrigin>) -> HttpResponseBuilder {
+        let ancestors = origin.map_or("'none'", WebOrigin::as_str);
         let mut b = HttpResponse::build(status);
         b.insert_header((
             header::CONTENT_SECURITY_POLICY,
             format!(
-                "default-src 'none'; script-src 'self' 'nonce-{n}'; style-src 'nonce-{n}'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+                "default-src 'none'; script-src 'self' 'nonce-{n}'; style-src 'nonce-{n}'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors {ancestors}",
                 n = self.nonce
             ),
         ))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -76,6 +85,12 @@ impl Page {
 
     pub fn html<S: Serialize>(&self, status: StatusCode, template: &str, ctx: S) -> HttpResponse {
         self.builder(status).body(crate::ui::render(template, &self.nonce, ctx))
+    }
+
+    /// A page only `origin` may frame (CSP `frame-ancestors`; no `X-Frame-Options`, whose
+    /// `DENY` would win and whose `ALLOW-FROM` browsers ignore).
+    pub fn html_framed_by<S: Serialize>(&self, origin: &WebOrigin, template: &str, ctx: S) -> HttpResponse {
+        self.builder_framed_by(StatusCode::OK, Some(origin)).body(crate::ui::render(template, &self.nonce, ctx))
     }
 
     pub fn error(&self, status: StatusCode, title: &str, message: &str, code: &str) -> HttpResponse {
@@ -147,6 +162,27 @@ pub fn binding_cookie(value: String, secure: bool) -> Cookie<'static> {
         c.set_same_site(SameSite::None);
     }
     c
+}
+
+/// The SSO session cookie: `SameSite=Lax`, or `None` where the deployment chose it
+/// (`session.cookie_same_site`, for silent authentication in a cross-site iframe) and the
+/// cookie is Secure (browsers drop a `None` cookie that is not).
+pub fn session_cookie(core: &Core, value: Option<String>) -> Cookie<'static> {
+    let s = &core.settings.session;
+    let name = cookie_names(s.cookie_secure).session;
+    let mut c = match value {
+        Some(v) => cookie(name, v, s.cookie_secure, Some(s.ttl)),
+        None => removal(name, s.cookie_secure),
+    };
+    if s.cookie_secure && s.cookie_same_site == SessionSameSite::None {
+        c.set_same_site(SameSite::None);
+    }
+    c
+}
+
+/// The removal of the session cookie, with the attributes it was set with.
+pub fn session_removal(core: &Core) -> Cookie<'static> {
+    session_cookie(core, None)
 }
 
 pub fn removal(name: &'static str, secure: bool) -> Cookie<'static> {

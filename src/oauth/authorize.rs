@@ -76,8 +76,19 @@ pub fn validate<'a>(settings: &'a Settings, p: &Params) -> Result<ValidRequest<'
     let response_mode = match p.get("response_mode") {
         None | Some("query") => ResponseMode::Query,
         Some("form_post") => ResponseMode::FormPost,
+        Some("web_message") => ResponseMode::WebMessage,
         Some(_) => ResponseMode::Query,
     };
+    // web_message posts the response into the page that framed us, addressed to the
+    // redirect URI's origin: only an origin the client registered in web_origins may get
+    // it, so anything else is an error page and nothing is posted anywhere.
+    if response_mode == ResponseMode::WebMessage
+        && !redirect_uri.origin().is_some_and(|o| client.web_origins.contains(&o))
+    {
+        return Err(page(OAuthError::invalid_request(
+            "response_mode=web_message needs the redirect_uri's origin in the client's web_origins",
+        )));
+    }
     let fail = |code: ErrorCode, d: &'static str| {
         AuthorizeError::Redirect(ErrorResponse {
             redirect_uri: redirect_uri.clone(),
@@ -87,9 +98,9 @@ pub fn validate<'a>(settings: &'a Settings, p: &Params) -> Result<ValidRequest<'
         })
     };
     if let Some(mode) = p.get("response_mode")
-        && !matches!(mode, "query" | "form_post")
+        && !matches!(mode, "query" | "form_post" | "web_message")
     {
-        return Err(fail(ErrorCode::InvalidRequest, "response_mode must be query or form_post"));
+        return Err(fail(ErrorCode::InvalidRequest, "response_mode must be query, form_post or web_message"));
     }
     if p.get("request").is_some() {
         return Err(fail(ErrorCode::InvalidRequest, "request objects are not supported"));
@@ -133,6 +144,11 @@ pub fn validate<'a>(settings: &'a Settings, p: &Params) -> Result<ValidRequest<'
         (Some(_), Some(_)) => return Err(fail(ErrorCode::InvalidRequest, "code_challenge_method must be S256")),
     };
     let prompt = parse_prompt(p.get("prompt")).map_err(|d| fail(ErrorCode::InvalidRequest, d))?;
+    // The web_message page is framed and shows nothing: silent authentication only (a
+    // login page can never be framed). Popup logins are not supported yet.
+    if response_mode == ResponseMode::WebMessage && prompt != Prompt::None {
+        return Err(fail(ErrorCode::InvalidRequest, "response_mode=web_message needs prompt=none"));
+    }
     let max_age = match p.get("max_age") {
         None => None,
         Some(v) => Some(

@@ -114,10 +114,28 @@ pub(super) fn parse(
     };
 
     let s: RawSession = ctx.section(&mut table, "session");
+    let cookie_secure = s.cookie_secure.unwrap_or(issuer.is_https());
+    let cookie_same_site = match s.cookie_same_site.as_deref() {
+        None => defaults::SESSION_SAME_SITE,
+        Some("lax") => SessionSameSite::Lax,
+        Some("none") if cookie_secure => SessionSameSite::None,
+        Some("none") => {
+            ctx.err(
+                "session.cookie_same_site",
+                "\"none\" needs Secure cookies: an https issuer (or cookie_secure = true)",
+            );
+            SessionSameSite::Lax
+        }
+        Some(other) => {
+            ctx.err("session.cookie_same_site", format!("{other} is not one of lax, none"));
+            SessionSameSite::Lax
+        }
+    };
     let session = SessionSettings {
         ttl: positive(&mut ctx, "session.ttl", s.ttl, defaults::SESSION_TTL),
-        cookie_secure: s.cookie_secure.unwrap_or(issuer.is_https()),
+        cookie_secure,
         cookie_secure_set: s.cookie_secure.is_some(),
+        cookie_same_site,
     };
 
     let l: RawLogin = ctx.section(&mut table, "login");

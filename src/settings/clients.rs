@@ -4,7 +4,7 @@
 use super::ctx::Ctx;
 use super::raw::RawClient;
 use super::{ApiSettings, AuthMethod, ClientSettings, ConnectionSettings, GrantType, defaults, secret_digest};
-use crate::types::{ClientId, ConnectionId, RedirectUri};
+use crate::types::{ClientId, ConnectionId, RedirectUri, WebOrigin};
 
 pub(super) fn client(
     ctx: &mut Ctx<'_>,
@@ -46,16 +46,32 @@ pub(super) fn client(
             "must be at least 32 characters (it is compared by SHA-256, so it must be high-entropy)",
         );
     }
+    // Auth0's names are aliases: a client may use either name of a setting, never both (which
+    // one would win is a guess the file should not leave to the reader).
+    let (redirect_key, redirect_list) =
+        alias(ctx, path, ("redirect_uris", c.redirect_uris), ("callbacks", c.callbacks));
+    let (logout_key, logout_list) = alias(
+        ctx,
+        path,
+        ("post_logout_redirect_uris", c.post_logout_redirect_uris),
+        ("allowed_logout_urls", c.allowed_logout_urls),
+    );
     let mut uris = |key: &str, list: &[String]| -> Vec<RedirectUri> {
         list.iter()
             .enumerate()
             .filter_map(|(j, u)| RedirectUri::parse(u).map_err(|e| ctx.err(format!("{path}.{key}[{j}]"), e.0)).ok())
             .collect()
     };
-    let redirect_uris = uris("redirect_uris", &c.redirect_uris);
-    let post_logout_redirect_uris = uris("post_logout_redirect_uris", &c.post_logout_redirect_uris);
+    let redirect_uris = uris(redirect_key, &redirect_list);
+    let post_logout_redirect_uris = uris(logout_key, &logout_list);
+    let web_origins = c
+        .web_origins
+        .iter()
+        .enumerate()
+        .filter_map(|(j, o)| WebOrigin::parse(o).map_err(|e| ctx.err(format!("{path}.web_origins[{j}]"), e.0)).ok())
+        .collect();
     let grant_names = c.grant_types.unwrap_or_else(|| {
-        let grants = if c.redirect_uris.is_empty() { defaults::MACHINE_GRANTS } else { defaults::BROWSER_GRANTS };
+        let grants = if redirect_list.is_empty() { defaults::MACHINE_GRANTS } else { defaults::BROWSER_GRANTS };
         grants.iter().map(|g| (*g).to_owned()).collect()
     });
     let mut grant_types = Vec::new();
@@ -68,8 +84,8 @@ pub(super) fn client(
             ),
         }
     }
-    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() && c.redirect_uris.is_empty() {
-        ctx.err(format!("{path}.redirect_uris"), "authorization_code needs at least one redirect URI");
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() && redirect_list.is_empty() {
+        ctx.err(format!("{path}.{redirect_key}"), "authorization_code needs at least one redirect URI");
     }
     if grant_types.contains(&GrantType::ClientCredentials) && c.client_secret.is_none() {
         ctx.err(format!("{path}.grant_types"), "client_credentials needs a confidential client (a client_secret)");
@@ -102,9 +118,29 @@ pub(super) fn client(
         auth_method,
         redirect_uris,
         post_logout_redirect_uris,
+        web_origins,
         grant_types,
         connections,
         require_pkce,
         apis: c.apis,
     })
+}
+
+/// One setting under its own name or Auth0's: the name used (for error paths) and the list.
+/// Both names set is an error at the Auth0 name's path.
+fn alias(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    ours: (&'static str, Option<Vec<String>>),
+    auth0: (&'static str, Option<Vec<String>>),
+) -> (&'static str, Vec<String>) {
+    match (ours.1, auth0.1) {
+        (Some(list), None) => (ours.0, list),
+        (None, Some(list)) => (auth0.0, list),
+        (None, None) => (ours.0, Vec::new()),
+        (Some(list), Some(_)) => {
+            ctx.err(format!("{path}.{}", auth0.0), format!("is Auth0's name for {}: set only one of them", ours.0));
+            (ours.0, list)
+        }
+    }
 }

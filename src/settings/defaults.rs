@@ -1,7 +1,7 @@
 //! Every default of the configuration file in one table: what a key means when the file
 //! leaves it out. `fixtures/config/example.toml` documents the same values.
 
-use super::ClientCredentialsSubject;
+use super::{ClientCredentialsSubject, SessionSameSite};
 use crate::tokens::SigningAlg;
 
 /// `issuer`
@@ -38,6 +38,8 @@ pub const REQUEST_TIMEOUT_SECS: u64 = 5;
 pub const BODY_TIMEOUT_SECS: u64 = 10;
 /// `session.ttl`, seconds
 pub const SESSION_TTL: u64 = 86400;
+/// `session.cookie_same_site`
+pub const SESSION_SAME_SITE: SessionSameSite = SessionSameSite::Lax;
 /// `login.transaction_ttl`, seconds
 pub const TRANSACTION_TTL: u64 = 600;
 /// `login.max_failed_attempts`

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use crate::tokens::SigningAlg;
-use crate::types::{ClientId, ConnectionId, Issuer, RedirectUri, Scopes, Secret};
+use crate::types::{ClientId, ConnectionId, Issuer, RedirectUri, Scopes, Secret, WebOrigin};
 
 /// The embedded default: issuer on loopback, memory store, one demo client and one demo user.
 pub const EMBEDDED: &str = include_str!("../../fixtures/config/embedded.toml");
@@ -138,6 +138,20 @@ pub struct SessionSettings {
     pub cookie_secure: bool,
     /// `cookie_secure` was set in the file (else it follows the issuer's scheme).
     pub cookie_secure_set: bool,
+    /// The session cookie's `SameSite`. `None` lets a cross-site iframe (silent
+    /// authentication with `response_mode=web_message`) see the session; it needs Secure.
+    pub cookie_same_site: SessionSameSite,
+}
+
+/// `session.cookie_same_site`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSameSite {
+    /// The default: the session travels on top-level navigations only, so no other site
+    /// can use it from a frame, an image or a cross-site POST.
+    Lax,
+    /// Sent in cross-site frames too (Auth0's silent authentication from an SPA on another
+    /// site); only with Secure cookies, and only if `cookie_secure` holds at run time.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +232,10 @@ pub struct ClientSettings {
     pub auth_method: AuthMethod,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// Origins a browser app of this client runs on (Auth0's "Allowed Web Origins"): they
+    /// may call the token endpoints from JavaScript (CORS) and frame the
+    /// `response_mode=web_message` page. Exact matches only.
+    pub web_origins: Vec<WebOrigin>,
     pub grant_types: Vec<GrantType>,
     pub connections: Vec<ConnectionId>,
     pub require_pkce: bool,
@@ -231,6 +249,13 @@ impl ClientSettings {
     }
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+    /// Whether `origin` (an `Origin` header, compared character for character) is this
+    /// client's browser app: one of its `web_origins`, or the origin of one of its redirect
+    /// URIs (already trusted with its codes; Auth0 allows its callback URLs' origins alike).
+    pub fn is_web_origin(&self, origin: &str) -> bool {
+        self.web_origins.iter().any(|o| o.as_str() == origin)
+            || self.redirect_uris.iter().filter_map(RedirectUri::origin).any(|o| o.as_str() == origin)
     }
 }
 
@@ -320,9 +345,9 @@ impl Settings {
     /// Move the issuer (and the demo client's redirect URIs with it), for `--issuer` and for
     /// tests that bind a free port.
     pub fn with_issuer(mut self, issuer: Issuer) -> Self {
-        let old = self.issuer.as_str().to_owned();
+        let old = self.issuer.base().to_owned();
         let rebase = |u: &RedirectUri| match u.as_str().strip_prefix(&old) {
-            Some(rest) => RedirectUri::parse(&format!("{}{rest}", issuer.as_str())).unwrap_or_else(|_| u.clone()),
+            Some(rest) => RedirectUri::parse(&issuer.join(rest)).unwrap_or_else(|_| u.clone()),
             None => u.clone(),
         };
         for c in &mut self.clients {

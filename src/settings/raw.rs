@@ -69,6 +69,7 @@ pub(super) struct RawHttp {
 pub(super) struct RawSession {
     pub(super) ttl: Option<u64>,
     pub(super) cookie_secure: Option<bool>,
+    pub(super) cookie_same_site: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,9 +141,18 @@ pub(super) struct RawClient {
     #[serde(default)]
     pub(super) token_endpoint_auth_method: Option<String>,
     #[serde(default)]
-    pub(super) redirect_uris: Vec<String>,
+    pub(super) redirect_uris: Option<Vec<String>>,
+    /// Auth0's name for `redirect_uris` ("Allowed Callback URLs").
     #[serde(default)]
-    pub(super) post_logout_redirect_uris: Vec<String>,
+    pub(super) callbacks: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) post_logout_redirect_uris: Option<Vec<String>>,
+    /// Auth0's name for `post_logout_redirect_uris` ("Allowed Logout URLs").
+    #[serde(default)]
+    pub(super) allowed_logout_urls: Option<Vec<String>>,
+    /// Auth0's "Allowed Web Origins": CORS and `response_mode=web_message` framing.
+    #[serde(default)]
+    pub(super) web_origins: Vec<String>,
     #[serde(default)]
     pub(super) grant_types: Option<Vec<String>>,
     #[serde(default)]

@@ -20,7 +20,8 @@ options = { users = [] }
 #[test]
 fn a_good_file_parses_with_defaults() {
     let s = Settings::parse(GOOD, &env).unwrap();
-    assert_eq!(s.issuer.as_str(), "https://login.example.com");
+    assert_eq!(s.issuer.as_str(), "https://login.example.com/", "kept verbatim, as Auth0's SDKs expect");
+    assert_eq!(s.issuer.join("/token"), "https://login.example.com/token");
     assert!(s.session.cookie_secure, "https issuer: Secure cookies");
     assert_eq!(s.tokens.code_ttl, 60);
     let web = s.client("web").unwrap();
@@ -94,6 +95,10 @@ fn the_embedded_default_is_valid() {
     assert_eq!(s.issuer.as_str(), "http://127.0.0.1:8080");
     let moved = s.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:9999").unwrap());
     assert_eq!(moved.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:9999/demo");
+    // A trailing slash on the new issuer moves the redirect URIs without doubling it.
+    let slashed = moved.with_issuer(crate::types::Issuer::parse("http://127.0.0.1:7777/").unwrap());
+    assert_eq!(slashed.issuer.as_str(), "http://127.0.0.1:7777/");
+    assert_eq!(slashed.client("gatehouse-demo").unwrap().redirect_uris[0].as_str(), "http://127.0.0.1:7777/demo");
 }
 
 #[test]
@@ -177,4 +182,55 @@ fn connector_options_are_checked_in_the_same_pass_as_the_rest() {
     at("tokens.code_ttl");
     let unknown = Settings::parse(&GOOD.replace("type = \"static\"", "type = \"nosuch\""), &env).unwrap_err().0;
     assert!(unknown.iter().any(|e| e.path == "connections[0].type" && e.message.contains("unknown connector type")));
+}
+
+#[test]
+fn auth0_s_client_setting_names_are_aliases_and_never_both() {
+    let auth0 = GOOD.replace(
+        "redirect_uris = [\"https://app.example.com/cb\"]",
+        "callbacks = [\"https://app.example.com/cb\"]\nallowed_logout_urls = [\"https://app.example.com/bye\"]\nweb_origins = [\"https://app.example.com\"]",
+    );
+    let s = Settings::parse(&auth0, &env).unwrap();
+    let web = s.client("web").unwrap();
+    assert_eq!(web.redirect_uris[0].as_str(), "https://app.example.com/cb");
+    assert_eq!(web.post_logout_redirect_uris[0].as_str(), "https://app.example.com/bye");
+    assert_eq!(web.web_origins[0].as_str(), "https://app.example.com");
+    assert_eq!(web.grant_types, vec![GrantType::AuthorizationCode, GrantType::RefreshToken], "callbacks count");
+
+    let both = GOOD.replace(
+        "redirect_uris = [",
+        "post_logout_redirect_uris = [\"https://a.example/\"]\nallowed_logout_urls = [\"https://b.example/\"]\ncallbacks = [\"https://app.example.com/other\"]\nredirect_uris = [",
+    );
+    let errors = Settings::parse(&both, &env).unwrap_err().0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["clients[0].callbacks", "clients[0].allowed_logout_urls"], "{errors:?}");
+    assert!(errors[0].message.contains("redirect_uris"), "{}", errors[0].message);
+
+    let bad = GOOD.replace(
+        "redirect_uris = [",
+        "web_origins = [\"https://app.example.com/\", \"https://*.example.com\"]\nredirect_uris = [",
+    );
+    let errors = Settings::parse(&bad, &env).unwrap_err().0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["clients[0].web_origins[0]", "clients[0].web_origins[1]"], "{errors:?}");
+    assert!(errors[1].message.contains("wildcards"), "{}", errors[1].message);
+
+    let bad_callback = GOOD
+        .replace("redirect_uris = [\"https://app.example.com/cb\"]", "callbacks = [\"https://app.example.com/cb#x\"]");
+    let errors = Settings::parse(&bad_callback, &env).unwrap_err().0;
+    assert_eq!(errors[0].path, "clients[0].callbacks[0]", "errors name the key the file used");
+}
+
+#[test]
+fn the_session_cookie_is_lax_unless_a_secure_deployment_chooses_none() {
+    let s = Settings::parse(GOOD, &env).unwrap();
+    assert_eq!(s.session.cookie_same_site, SessionSameSite::Lax, "the default stays as it was");
+    let none = format!("{GOOD}[session]\ncookie_same_site = \"none\"\n");
+    assert_eq!(Settings::parse(&none, &env).unwrap().session.cookie_same_site, SessionSameSite::None);
+    let insecure = format!("{GOOD}[session]\ncookie_same_site = \"none\"\ncookie_secure = false\n");
+    let errors = Settings::parse(&insecure, &env).unwrap_err().0;
+    assert_eq!(errors[0].path, "session.cookie_same_site");
+    assert!(errors[0].message.contains("Secure"), "{}", errors[0].message);
+    let odd = format!("{GOOD}[session]\ncookie_same_site = \"strict\"\n");
+    assert_eq!(Settings::parse(&odd, &env).unwrap_err().0[0].path, "session.cookie_same_site");
 }

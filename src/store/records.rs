@@ -13,6 +13,9 @@ pub enum ResponseMode {
     #[default]
     Query,
     FormPost,
+    /// The OAuth 2.0 Web Message Response Mode (draft, as Auth0 implements it): a page,
+    /// framed by the client's web origin, that posts the response to that origin only.
+    WebMessage,
 }
 
 /// The stored form of the downstream request that began a login (the domain type is

@@ -14,6 +14,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("chooser.html", include_str!("templates/chooser.html")),
         ("credentials.html", include_str!("templates/credentials.html")),
         ("autopost.html", include_str!("templates/autopost.html")),
+        ("web_message.html", include_str!("templates/web_message.html")),
         ("error.html", include_str!("templates/error.html")),
         ("signed_out.html", include_str!("templates/signed_out.html")),
         ("confirm_logout.html", include_str!("templates/confirm_logout.html")),
