@@ -4,7 +4,8 @@
 use super::*;
 use crate::oauth::token::exchange;
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_uW-gFQ7Yoi5w";
+/// RFC 7636 appendix B: the verifier of the challenge `request` sends.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 /// Counts its runs in the user's app_metadata: a run that should not happen shows.
 const COUNTER: &str = r#"exports.onExecutePostLogin = async (event, api) => {
