@@ -218,7 +218,17 @@ fn in_context(ctx: &Context, event_json: &str, marks: &mut [Instant; 5]) -> Stri
 
 /// No fetch, no modules, an empty cache: what a small action gets.
 fn host() -> actions::sandbox::Host {
-    actions::sandbox::Host { fetch: None, resume: None, modules: Default::default(), cache: "{}".into() }
+    actions::sandbox::Host {
+        fetch: None,
+        resume: None,
+        modules: Default::default(),
+        cache: "{}".into(),
+        clock: clock(),
+    }
+}
+
+fn clock() -> gatehouse::clock::SharedClock {
+    Arc::new(gatehouse::clock::SystemClock)
 }
 
 const STEPS: [&str; 9] = [
@@ -301,8 +311,9 @@ fn main() {
 
     // The fixture does what it says, so the rows below measure a real run.
     let three = actions_with(3);
-    let effects =
-        rt.block_on(actions::run(&three, Trigger::PostLogin, &event, &*store)).expect("the beta-tester action runs");
+    let effects = rt
+        .block_on(actions::run(&three, Trigger::PostLogin, &event, &*store, &clock()))
+        .expect("the beta-tester action runs");
     assert_eq!(effects.claims.id_token.get("isBetaTester"), Some(&serde_json::json!(true)));
     assert_eq!(effects.claims.add_scopes.len(), 3);
 
@@ -314,7 +325,7 @@ fn main() {
         let row = measure_async(&rt, &format!("chain, {n} action(s) (actions::run)"), &budget, move || {
             let (acts, ev, st) = (acts.clone(), ev.clone(), st.clone());
             async move {
-                black_box(actions::run(&acts, Trigger::PostLogin, &ev, &*st).await.expect("run"));
+                black_box(actions::run(&acts, Trigger::PostLogin, &ev, &*st, &clock()).await.expect("run"));
             }
         });
         chain.push(row.pct(50.0));
@@ -327,7 +338,7 @@ fn main() {
     let event_json = with_secrets.to_string();
 
     let sandbox = measure_sync("sandbox::run alone (bench thread, no hop)", &budget, || {
-        black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, limits, host()).expect("sandbox"));
+        black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, "{}", limits, host()).expect("sandbox"));
     });
     let sandbox_p50 = sandbox.pct(50.0);
     rows.push(sandbox);
@@ -343,7 +354,7 @@ fn main() {
     let other_thread = std::thread::scope(|s| {
         s.spawn(|| {
             measure_sync("sandbox::run alone (on a spawned std::thread)", &budget, || {
-                black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, limits, host()).expect("sandbox"));
+                black_box(actions::sandbox::run(SOURCE, HANDLER, &event_json, "{}", limits, host()).expect("sandbox"));
             })
         })
         .join()
@@ -354,7 +365,8 @@ fn main() {
     let sandbox_hop = measure_async(&rt, "spawn_blocking(sandbox::run) from a task", &budget, move || {
         let ej = ej.clone();
         async move {
-            let out = tokio::task::spawn_blocking(move || actions::sandbox::run(SOURCE, HANDLER, &ej, limits, host()));
+            let out =
+                tokio::task::spawn_blocking(move || actions::sandbox::run(SOURCE, HANDLER, &ej, "{}", limits, host()));
             black_box(out.await.expect("join").expect("sandbox"));
         }
     });
@@ -434,7 +446,7 @@ fn main() {
     let (conc_samples, conc_elapsed) = rt.block_on(async {
         // Warm-up, then the measured window.
         for _ in 0..20 {
-            actions::run(&three, Trigger::PostLogin, &event, &*store).await.expect("run");
+            actions::run(&three, Trigger::PostLogin, &event, &*store, &clock()).await.expect("run");
         }
         let start = Instant::now();
         let handles: Vec<_> = (0..tasks)
@@ -445,7 +457,7 @@ fn main() {
                     let mut samples = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        black_box(actions::run(&acts, Trigger::PostLogin, &ev, &*st).await.expect("run"));
+                        black_box(actions::run(&acts, Trigger::PostLogin, &ev, &*st, &clock()).await.expect("run"));
                         samples.push(t.elapsed().as_nanos() as u64);
                         done.fetch_add(1, Ordering::Relaxed);
                     }

@@ -5,13 +5,16 @@
 //! ```sh
 //! cargo bench --bench actions_login                  # ~1 min
 //! BENCH_ITERS=2000 cargo bench --bench actions_login
+//! GATEHOUSE_BIN=/path/to/another/gatehouse cargo bench --bench actions_login   # A/B
 //! ```
 //!
 //! Rows (all through `GET /authorize` answered from an SSO session, i.e. a silent login: the
 //! post-login chain runs, no argon2, then 303 with a code):
-//! - `0 actions` / `10 actions`: p50 and p99 of one silent login, one at a time, on a node
-//!   without Actions and one with 10 copies of `fixtures/actions/beta-tester.js`; the
-//!   per-action overhead is the difference of the p50s divided by 10.
+//! - `0 actions` / `1 action` / `10 actions`: p50 and p99 of one silent login, one at a
+//!   time, on a node without Actions and on nodes with 1 and 10 copies of
+//!   `fixtures/actions/beta-tester.js`; the per-action overhead is the difference of the
+//!   p50s divided by the number of actions (the chain goes to an action thread in one
+//!   hand-off, so the 1-action row carries the whole hand-off on one action).
 //! - `control, idle` / `control, 8 slow`: a silent login of client `web` on a node whose
 //!   action, for client `slow` only, awaits `fetch` on a local server that answers after 2 s;
 //!   alone, then while 8 tasks loop silent logins of client `slow`.
@@ -27,7 +30,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha2::Digest as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+/// The node's binary: this build's, or `GATEHOUSE_BIN` (to compare two builds on one client).
+fn bin() -> String {
+    std::env::var("GATEHOUSE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gatehouse").to_owned())
+}
 const PASSWORD: &str = "correct horse battery staple";
 const BETA: &str = include_str!("../fixtures/actions/beta-tester.js");
 
@@ -49,7 +55,7 @@ fn free_port() -> u16 {
 
 fn hash_password() -> String {
     let mut child =
-        Command::new(BIN).arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+        Command::new(bin()).arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
     child.stdin.take().expect("stdin").write_all(PASSWORD.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("hash-password");
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
@@ -82,7 +88,7 @@ password_hash = "{hash}"
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("config");
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(["serve", "--config", path.to_str().expect("path"), "--listen", &format!("127.0.0.1:{port}")])
         .env("GATEHOUSE_LOG", "warn")
         .stdout(Stdio::null())
@@ -202,9 +208,11 @@ fn main() {
     let hash = hash_password();
     let beta = dir.join("beta.js");
     std::fs::write(&beta, BETA).expect("beta");
-    let ten: String = (0..10)
-        .map(|i| format!("[[actions.post_login]]\nname = \"beta-{i}\"\nfile = \"{}\"\n", beta.display()))
-        .collect();
+    let copies = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[[actions.post_login]]\nname = \"beta-{i}\"\nfile = \"{}\"\n", beta.display()))
+            .collect()
+    };
     let (port, slow_requests) = slow_server();
     let slow = dir.join("slow.js");
     std::fs::write(
@@ -225,11 +233,15 @@ fn main() {
         let b = signed_in(&none).await;
         let base = row("silent login, 0 actions", &series(&none, &b, "web", iters).await);
         drop(none);
-        let node = start(&dir, "ten", &ten, &hash);
+        let node = start(&dir, "one", &copies(1), &hash);
+        let b = signed_in(&node).await;
+        let one = row("silent login, 1 action", &series(&node, &b, "web", iters).await);
+        drop(node);
+        let node = start(&dir, "ten", &copies(10), &hash);
         let b = signed_in(&node).await;
         let with = row("silent login, 10 actions", &series(&node, &b, "web", iters).await);
         drop(node);
-        println!("\nper-action overhead, p50: {:.3} ms\n", (with - base) / 10.0);
+        println!("\nper-action overhead, p50: {:.3} ms (10 actions); one action alone: {:.3} ms\n", (with - base) / 10.0, one - base);
 
         let node = Arc::new(start(&dir, "slow", &slow_actions, &hash));
         let b = signed_in(&node).await;

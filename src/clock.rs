@@ -7,6 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
+    /// Milliseconds since the Unix epoch (a clock that keeps seconds only says `now` × 1000).
+    fn now_ms(&self) -> u64 {
+        self.now().saturating_mul(1000)
+    }
     fn system_time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.now())
     }
@@ -20,6 +24,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+    fn now_ms(&self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod connections;
 pub mod flow;
 pub mod http;
+pub mod net;
 pub mod oauth;
 pub mod profile;
 pub mod session;

@@ -335,10 +335,11 @@ fn test_action(
     }
     runtime().block_on(async move {
         // A throwaway cache: the runner starts every action with an empty one.
-        let cache = gatehouse::store::memory::MemoryStore::new(std::sync::Arc::new(gatehouse::clock::SystemClock));
+        let clock: gatehouse::clock::SharedClock = std::sync::Arc::new(gatehouse::clock::SystemClock);
+        let cache = gatehouse::store::memory::MemoryStore::new(clock.clone());
         let ran = match continuing {
-            Some(c) => gatehouse::actions::resume(&actions, &event, &cache, 0, c).await,
-            None => gatehouse::actions::run(&actions, trigger, &event, &cache).await,
+            Some(c) => gatehouse::actions::resume(&actions, &event, &cache, &clock, 0, c).await,
+            None => gatehouse::actions::run(&actions, trigger, &event, &cache, &clock).await,
         };
         match ran {
             Ok(effects) => {

@@ -449,6 +449,7 @@ pub async fn why_it_fails(app: &TestApp, event: serde_json::Value) -> gatehouse:
         gatehouse::actions::Trigger::PostLogin,
         &event,
         app.core.store.action_cache.as_ref(),
+        &app.core.clock,
     )
     .await
     .unwrap_err()

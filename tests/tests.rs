@@ -89,6 +89,9 @@ mod actions_auth0;
 /// What Actions put in a real node's log: structured, capped, redacted.
 mod actions_logs;
 
+/// The client behind a trusted reverse proxy: its address and country, in Actions and counters.
+mod actions_geoip;
+
 /// SAML 2.0 and ADFS against a real IdP (pysaml2 + xmlsec1): signed, encrypted, IdP-initiated,
 /// home realm discovery, Single Logout.
 mod saml;

@@ -541,14 +541,8 @@ fn secrets_have_no_display_and_a_redacted_debug() {
     }
 }
 
-/// Places that read the system time themselves, each named by file and call: the clock, and
-/// (a debt, until Actions runs take the node's injected clock) the Actions engine's own
-/// readings: cache expiry and the `iat`/`exp` of `api.redirect.encodeToken`.
-const OWN_TIME: &[(&str, &str)] = &[
-    ("src/clock.rs", ""),
-    ("src/actions/mod.rs", "std::time::SystemTime::now()"),
-    ("src/actions/host.rs", "let now = std::time::SystemTime::now()"),
-];
+/// Places that read the system time themselves, each named by file and call: the clock only.
+const OWN_TIME: &[(&str, &str)] = &[("src/clock.rs", "")];
 
 /// Invariant 9: everything else asks the injected `Clock` (unit tests included in the file
 /// may pin their own instants).

@@ -30,6 +30,8 @@ pub fn iso8601(unix: u64) -> Value {
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts<'a> {
     pub ip: Option<String>,
+    /// The client's country (ISO 3166-1 alpha-2), when a trusted proxy said it.
+    pub country: Option<String>,
     pub user_agent: Option<&'a str>,
     pub hostname: Option<&'a str>,
 }
@@ -123,6 +125,16 @@ fn parties_json(p: &Parties<'_>) -> (Value, Value) {
     )
 }
 
+/// `event.request.geoip`: always an object (Auth0 actions read `event.request.geoip.x`
+/// without checking), with `countryCode` only when it is known; Gatehouse knows no other
+/// geoip field.
+fn geoip(request: &RequestFacts<'_>) -> Value {
+    match &request.country {
+        Some(code) => json!({ "countryCode": code }),
+        None => json!({}),
+    }
+}
+
 /// Auth0's post-login `event`.
 pub fn post_login(user: &UserRecord, facts: &PostLogin<'_>) -> Value {
     let (connection, client) = parties_json(&facts.parties);
@@ -132,6 +144,7 @@ pub fn post_login(user: &UserRecord, facts: &PostLogin<'_>) -> Value {
         "ip": facts.request.ip,
         "user_agent": facts.request.user_agent,
         "hostname": facts.request.hostname,
+        "geoip": geoip(&facts.request),
     });
     let mut event = json!({
         "user": user_json(user),
@@ -218,7 +231,12 @@ pub fn pre_user_registration(
         "user": person,
         "connection": connection,
         "client": client,
-        "request": { "ip": request.ip, "user_agent": request.user_agent, "hostname": request.hostname },
+        "request": {
+            "ip": request.ip,
+            "user_agent": request.user_agent,
+            "hostname": request.hostname,
+            "geoip": geoip(request),
+        },
         "transaction": { "requested_scopes": requested_scopes.iter().collect::<Vec<_>>() },
     })
 }

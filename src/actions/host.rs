@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use gatehouse_connector::http::{Method, UpstreamHttp};
-use rquickjs::{Ctx, Exception, Function, Object};
+use rquickjs::function::{IntoJsFunc, Params, RustFunction};
+use rquickjs::{Class, Ctx, Exception, Function, Object};
 
 use super::limits::{MAX_LOG_LINE, MAX_LOG_LINES};
 
@@ -99,10 +100,30 @@ pub struct Host {
     pub resume: Option<Continue>,
     pub modules: Arc<BTreeMap<String, Arc<str>>>,
     pub cache: String,
+    /// "Now" for `api.cache` expiry and the `iat`/`exp` of `encodeToken`.
+    pub clock: crate::clock::SharedClock,
 }
 
 fn engine(e: rquickjs::Error) -> super::RunError {
     super::RunError::Engine(e.to_string())
+}
+
+/// A host function, made as `Function::new` makes one except for its prototype: this run's
+/// own `Function.prototype`, taken from this context. `Function::new` takes it from a cache
+/// rquickjs keeps per runtime, filled by the first context that asked: on a runtime kept
+/// between runs, that is an earlier run's prototype, which would keep that run's context (its
+/// globals and everything they reach) alive into this one.
+fn host_fn<'js, P, F>(ctx: &Ctx<'js>, f: F) -> rquickjs::Result<Function<'js>>
+where
+    F: IntoJsFunc<'js, P> + 'js,
+{
+    let call = Box::new(move |params: Params<'_, 'js>| {
+        params.check_params(F::param_requirements())?;
+        f.call(params)
+    });
+    let proto = Function::prototype(ctx.clone());
+    let object = Class::instance_proto(RustFunction(call), proto)?.into_inner();
+    rquickjs::Value::from(object).into_function().ok_or(rquickjs::Error::Unknown)
 }
 
 /// The `host` object `install` receives. `collected` fills as the run goes; `out_of_time`
@@ -118,9 +139,10 @@ pub fn object<'js>(
     let o = Object::new(ctx.clone()).map_err(engine)?;
     let cache = ctx.json_parse(host.cache).map_err(engine)?;
     o.set("cache", cache).map_err(engine)?;
+    o.set("now", host.clock.now_ms() as f64).map_err(engine)?;
 
     let logs = collected.clone();
-    let log = Function::new(ctx.clone(), move |level: String, text: String| {
+    let log = host_fn(ctx, move |level: String, text: String| {
         let mut c = logs.borrow_mut();
         if c.lines.len() >= MAX_LOG_LINES {
             c.dropped += 1;
@@ -141,7 +163,7 @@ pub fn object<'js>(
     o.set("log", log).map_err(engine)?;
 
     let modules = host.modules.clone();
-    let module = Function::new(ctx.clone(), move |ctx: Ctx<'_>, name: String| match modules.get(&name) {
+    let module = host_fn(ctx, move |ctx: Ctx<'_>, name: String| match modules.get(&name) {
         Some(source) => Ok(source.to_string()),
         None => Err(Exception::throw_message(
             &ctx,
@@ -156,9 +178,8 @@ pub fn object<'js>(
 
     if let Some(policy) = host.fetch {
         let calls = Cell::new(0u64);
-        let f = Function::new(
-            ctx.clone(),
-            move |ctx: Ctx<'_>, url: String, method: String, headers: String, body: Option<String>| {
+        let f =
+            host_fn(ctx, move |ctx: Ctx<'_>, url: String, method: String, headers: String, body: Option<String>| {
                 calls.set(calls.get() + 1);
                 if calls.get() > MAX_FETCHES {
                     return Err(Exception::throw_type(&ctx, "fetch: too many requests in one run"));
@@ -170,12 +191,11 @@ pub fn object<'js>(
                 let r = policy.call(&url, &method, &headers, body);
                 waited_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 r.map_err(|m| Exception::throw_type(&ctx, &m))
-            },
-        )
-        .map_err(engine)?;
+            })
+            .map_err(engine)?;
         o.set("fetch", f).map_err(engine)?;
     }
-    install_token_functions(ctx, &o, host.resume)?;
+    install_token_functions(ctx, &o, host.resume, host.clock)?;
     Ok(o)
 }
 
@@ -187,11 +207,12 @@ fn install_token_functions<'js>(
     ctx: &Ctx<'js>,
     o: &Object<'js>,
     resume: Option<Continue>,
+    clock: crate::clock::SharedClock,
 ) -> Result<(), super::RunError> {
-    let encode = Function::new(ctx.clone(), |ctx: Ctx<'_>, secret: String, payload: String, expires_in: f64| {
+    let encode = host_fn(ctx, move |ctx: Ctx<'_>, secret: String, payload: String, expires_in: f64| {
         let mut claims: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&payload).map_err(|_| Exception::throw_type(&ctx, "payload must be an object"))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = clock.now();
         claims.insert("iat".into(), now.into());
         claims.insert("exp".into(), (now + expires_in.clamp(1.0, 86400.0) as u64).into());
         let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
@@ -199,7 +220,7 @@ fn install_token_functions<'js>(
             .map_err(|_| Exception::throw_internal(&ctx, "cannot sign the token"))
     })
     .map_err(engine)?;
-    let validate = Function::new(ctx.clone(), move |ctx: Ctx<'_>, secret: String, parameter: String| {
+    let validate = host_fn(ctx, move |ctx: Ctx<'_>, secret: String, parameter: String| {
         let Some(resume) = &resume else {
             return Err(Exception::throw_type(&ctx, "validateToken is for onContinuePostLogin"));
         };

@@ -1,10 +1,12 @@
 //! Actions: sandboxed JavaScript in the login pipeline, with Auth0's `event` and `api`, so an
 //! Auth0 tenant's post-login and credentials-exchange Actions run unchanged.
 //!
-//! Each trigger runs its actions in order, each in a fresh sandbox ([`sandbox`]) on the
-//! blocking pool (an action may use its whole CPU budget without holding up the async
-//! workers). What the actions ask for comes back as [`Effects`]; the caller applies them.
+//! Each trigger runs its actions in order, each in a fresh context ([`sandbox`]), the whole
+//! chain in one hand-off to an action thread ([`chain`], [`pool`]: an action may use its
+//! whole CPU budget without holding up the async workers). What the actions ask for comes
+//! back as [`Effects`]; the caller applies them.
 
+mod chain;
 pub mod event;
 mod host;
 pub mod limits;
@@ -21,6 +23,7 @@ use serde::Deserialize;
 pub use limits::Limits;
 pub use sandbox::{Continue, RunError};
 
+use crate::clock::SharedClock;
 use crate::store::{ActionCacheStore, CustomClaims};
 use crate::tokens::RESERVED_CLAIMS;
 use crate::types::Secret;
@@ -165,10 +168,6 @@ fn fetch_policy(action: &Action) -> Result<Option<sandbox::FetchPolicy>, RunErro
     }))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// An action's console lines, to the structured log (the request's span carries the
 /// correlation id), redacted and capped.
 fn log_lines(action: &Action, output: &sandbox::Output) {
@@ -191,22 +190,23 @@ async fn save_cache(
     cache: &dyn ActionCacheStore,
     action: &str,
     entries: serde_json::Map<String, serde_json::Value>,
+    now_ms: u64,
 ) -> Result<(), crate::store::StoreError> {
-    let now_ms = now_ms();
     let last = entries.values().filter_map(|e| e.get("expires_at").and_then(|t| t.as_u64())).max().unwrap_or(now_ms);
     let ttl = last.saturating_sub(now_ms).div_ceil(1000).max(1);
     cache.save(action, &serde_json::Value::Object(entries).to_string(), ttl).await
 }
 
 /// Run the actions of `trigger` in order with `event` (its `secrets` filled per action).
-/// Stops at the first denial.
+/// Stops at the first denial. "Now" (cache expiry, `encodeToken`) is `clock`'s.
 pub async fn run(
     actions: &Actions,
     trigger: Trigger,
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
+    clock: &SharedClock,
 ) -> Result<Effects, ActionFailed> {
-    run_from(actions, trigger, event, cache, 0, None).await
+    run_from(actions, trigger, event, cache, clock, 0, None).await
 }
 
 /// Resume a post-login chain after a redirect: action `from` runs `onContinuePostLogin` (if
@@ -216,121 +216,77 @@ pub async fn resume(
     actions: &Actions,
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
+    clock: &SharedClock,
     from: usize,
     resume: Continue,
 ) -> Result<Effects, ActionFailed> {
-    run_from(actions, Trigger::PostLogin, event, cache, from, Some(("onContinuePostLogin", resume))).await
+    run_from(actions, Trigger::PostLogin, event, cache, clock, from, Some(("onContinuePostLogin", resume))).await
 }
 
-/// Run one action and read its result back; every failure, including a result that cannot
-/// be read or breaks a limit, is an error (logged once, by the caller).
-async fn run_one(
-    actions: &Actions,
-    action: &Action,
-    handler: &'static str,
-    event: &serde_json::Value,
-    cache: &dyn ActionCacheStore,
-    resume: Option<Continue>,
-) -> Result<result::RunResult, RunError> {
-    let mut event = event.clone();
-    let secrets: serde_json::Map<String, serde_json::Value> =
-        action.secrets.iter().map(|(k, v)| (k.clone(), v.expose().clone().into())).collect();
-    event["secrets"] = serde_json::Value::Object(secrets);
-    let event_json = event.to_string();
-    let cache_json = cache
-        .load(&action.name)
-        .await
-        .map_err(|e| RunError::Engine(format!("the action cache is unavailable: {e}")))?
-        .unwrap_or_else(|| "{}".into());
-    let host =
-        sandbox::Host { fetch: fetch_policy(action)?, resume, modules: actions.modules.clone(), cache: cache_json };
-    let source = action.source.clone();
-    let limits = actions.limits;
-    let started = std::time::Instant::now();
-    let output =
-        pool::run(move || sandbox::run(&source, handler, &event_json, limits, host)).await.map_err(RunError::Engine)?;
-    let output = output?;
-    log_lines(action, &output);
-    tracing::debug!(action = %action.name, elapsed_us = started.elapsed().as_micros() as u64, "action ran");
-    let result = result::parse(&output.result, now_ms()).map_err(|e| RunError::Result(e.0))?;
-    if let Some(entries) = &result.cache {
-        save_cache(cache, &action.name, entries.clone())
-            .await
-            .map_err(|e| RunError::Engine(format!("the action cache is unavailable: {e}")))?;
-    }
-    Ok(result)
+fn unavailable(action: &Action, e: impl std::fmt::Display) -> ActionFailed {
+    let error = RunError::Engine(format!("the action cache is unavailable: {e}"));
+    tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
+    ActionFailed { action: action.name.clone(), error }
 }
 
+/// The chain from `from` on, in one hand-off to an action thread ([`chain`]): the caches
+/// are loaded before it and what the actions changed is saved after it, in order. A cache
+/// that cannot be loaded or saved fails the chain, as a failed action does.
 async fn run_from(
     actions: &Actions,
     trigger: Trigger,
     event: &serde_json::Value,
     cache: &dyn ActionCacheStore,
+    clock: &SharedClock,
     from: usize,
     first: Option<(&'static str, Continue)>,
 ) -> Result<Effects, ActionFailed> {
-    let mut effects = Effects::default();
-    let mut first = first;
-    for (index, action) in actions.for_trigger(trigger).iter().enumerate().skip(from) {
-        let (handler, resume) = match first.take() {
-            Some((h, resume)) if index == from => {
-                // An action that redirected without a continue handler has nothing more to do.
-                if sandbox::check(&action.source, h, actions.limits, &actions.modules).is_err() {
-                    continue;
-                }
-                (h, Some(resume))
-            }
-            _ => (trigger.handler(), None),
-        };
-        let result = match run_one(actions, action, handler, event, cache, resume).await {
-            Ok(r) => r,
-            Err(error) => {
-                let error = match error {
-                    RunError::Threw(m) => RunError::Threw(redact::for_log(&m, &action.secrets)),
-                    RunError::Result(m) => RunError::Result(redact::for_log(&m, &action.secrets)),
-                    RunError::Engine(m) => RunError::Engine(redact::for_log(&m, &action.secrets)),
-                    other => other,
-                };
-                tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
-                return Err(ActionFailed { action: action.name.clone(), error });
-            }
-        };
-        keep_unreserved(&action.name, &mut effects.claims.id_token, result.id_token);
-        keep_unreserved(&action.name, &mut effects.claims.access_token, result.access_token);
-        effects.claims.add_scopes.extend(result.add_scopes);
-        effects.claims.remove_scopes.extend(result.remove_scopes);
-        effects.app_metadata.extend(result.app_metadata);
-        effects.user_metadata.extend(result.user_metadata);
-        if let Some(user) = result.primary_user {
-            match &effects.primary_user {
-                Some(set) if *set != user => {
-                    let error = RunError::Result("setPrimaryUser may be called once per transaction".into());
-                    tracing::error!(action = %action.name, error = %error, "action failed; the request is refused");
-                    return Err(ActionFailed { action: action.name.clone(), error });
-                }
-                _ => effects.primary_user = Some(user),
-            }
-        }
-        if let Some(reason) = result.deny {
-            tracing::info!(action = %action.name, "an action denied access");
-            effects.deny = Some(redact::for_log(&reason, &action.secrets));
-            break;
-        }
-        if let Some(redirect) = result.redirect {
-            if trigger != Trigger::PostLogin {
-                tracing::warn!(action = %action.name, "api.redirect is only for post-login; ignored");
-                continue;
-            }
-            effects.redirect = Some((redirect, index));
-            break;
+    let list = actions.for_trigger(trigger).get(from..).unwrap_or_default();
+    let Some(head) = list.first() else { return Ok(Effects::default()) };
+    let mut caches = std::collections::BTreeMap::new();
+    for action in list {
+        if !caches.contains_key(&action.name) {
+            let loaded = cache.load(&action.name).await.map_err(|e| unavailable(action, e))?;
+            caches.insert(action.name.clone(), loaded.unwrap_or_else(|| "{}".into()));
         }
     }
-    Ok(effects)
+    let job = chain::Chain {
+        trigger,
+        actions: list.to_vec(),
+        from,
+        first,
+        event_json: event.to_string(),
+        caches,
+        limits: actions.limits,
+        modules: actions.modules.clone(),
+        clock: clock.clone(),
+    };
+    // The actions' log lines keep the request's span (and its correlation id).
+    let span = tracing::Span::current();
+    let ran = pool::run(move || {
+        let _in = span.enter();
+        chain::run(job)
+    })
+    .await
+    .map_err(|e| {
+        let error = RunError::Engine(e);
+        tracing::error!(action = %head.name, error = %error, "action failed; the request is refused");
+        ActionFailed { action: head.name.clone(), error }
+    })?;
+    for (name, entries) in ran.saves {
+        let action = list.iter().find(|a| a.name == name).unwrap_or(head);
+        save_cache(cache, &name, entries, clock.now_ms()).await.map_err(|e| unavailable(action, e))?;
+    }
+    ran.effects
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clock() -> SharedClock {
+        std::sync::Arc::new(crate::clock::SystemClock)
+    }
 
     fn cache() -> crate::store::memory::MemoryStore {
         crate::store::memory::MemoryStore::new(std::sync::Arc::new(crate::clock::SystemClock))
@@ -342,15 +298,15 @@ mod tests {
         let actions = Actions { post_login: vec![action("counter", counter, None)], ..Default::default() };
         let store = cache();
         for expected in 1..=3 {
-            let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+            let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &clock()).await.unwrap();
             assert_eq!(e.claims.id_token["n"], expected);
         }
         let other = Actions { post_login: vec![action("other", counter, None)], ..Default::default() };
-        let e = run(&other, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+        let e = run(&other, Trigger::PostLogin, &serde_json::json!({}), &store, &clock()).await.unwrap();
         assert_eq!(e.claims.id_token["n"], 1, "another action has its own cache");
         let big = "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('r', api.cache.set('k', 'x'.repeat(5000)).code); };";
         let actions = Actions { post_login: vec![action("big", big, None)], ..Default::default() };
-        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store).await.unwrap();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &clock()).await.unwrap();
         assert_eq!(e.claims.id_token["r"], "VALUE_TOO_LARGE");
     }
 
@@ -370,7 +326,7 @@ mod tests {
             post_login: vec![
                 action(
                     "one",
-                    "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('a', 1); for (const n of ['sub', 'acr', 'amr', 'typ', 'cnf', 'act', 'c_hash', 'org_id']) { api.idToken.setCustomClaim(n, 'evil'); api.accessToken.setCustomClaim(n, 'evil'); } };",
+                    "exports.onExecutePostLogin = (e, api) => { api.idToken.setCustomClaim('a', 1); api.idToken.setCustomClaim('k1', e.secrets.KEY ?? 'none'); for (const n of ['sub', 'acr', 'amr', 'typ', 'cnf', 'act', 'c_hash', 'org_id']) { api.idToken.setCustomClaim(n, 'evil'); api.accessToken.setCustomClaim(n, 'evil'); } };",
                     None,
                 ),
                 action(
@@ -381,8 +337,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}}), &cache()).await.unwrap();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({"user": {}}), &cache(), &clock()).await.unwrap();
         assert_eq!(e.claims.id_token.get("a"), Some(&serde_json::json!(1)));
+        assert_eq!(e.claims.id_token["k1"], "none", "an action without secrets sees none of the next one's");
         for reserved in ["sub", "acr", "amr", "typ", "cnf", "act", "c_hash", "org_id"] {
             assert!(!e.claims.id_token.contains_key(reserved), "{reserved} cannot be set in the ID token");
             assert!(!e.claims.access_token.contains_key(reserved), "{reserved} cannot be set in the access token");
@@ -403,7 +360,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &cache()).await.unwrap();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &cache(), &clock()).await.unwrap();
         assert_eq!(e.deny.as_deref(), Some("nope"));
         assert!(e.claims.id_token.is_empty());
 
@@ -415,7 +372,53 @@ mod tests {
             )],
             ..Default::default()
         };
-        let failed = run(&leaky, Trigger::PostLogin, &serde_json::json!({}), &cache()).await.unwrap_err();
+        let failed = run(&leaky, Trigger::PostLogin, &serde_json::json!({}), &cache(), &clock()).await.unwrap_err();
         assert_eq!(failed.error, RunError::Threw("key=[redacted]".into()));
+    }
+
+    #[tokio::test]
+    async fn actions_of_one_name_in_a_chain_share_their_cache() {
+        let counter = "exports.onExecutePostLogin = (e, api) => { const c = api.cache.get('n'); const n = c ? Number(c.value) + 1 : 1; api.cache.set('n', String(n)); api.idToken.setCustomClaim('n', n); };";
+        let actions = Actions {
+            post_login: vec![action("counter", counter, None), action("counter", counter, None)],
+            ..Default::default()
+        };
+        let store = cache();
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &clock()).await.unwrap();
+        assert_eq!(e.claims.id_token["n"], 2, "the second saw the first one's write");
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &clock()).await.unwrap();
+        assert_eq!(e.claims.id_token["n"], 4, "and both were saved");
+    }
+
+    #[tokio::test]
+    async fn an_action_sees_the_injected_clock() {
+        let start = 1_700_000_000u64;
+        let manual = crate::clock::ManualClock::new(start);
+        let pinned: SharedClock = manual.clone();
+        let store = crate::store::memory::MemoryStore::new(pinned.clone());
+        let src = "exports.onExecutePostLogin = (e, api) => {
+            api.idToken.setCustomClaim('token', api.redirect.encodeToken({ secret: 'k', payload: { a: 1 }, expiresInSeconds: 60 }));
+            api.idToken.setCustomClaim('cached', api.cache.get('c')?.value ?? 'none');
+            api.cache.set('c', 'v', { ttl: 5000 });
+        };";
+        let actions = Actions { post_login: vec![action("timed", src, None)], ..Default::default() };
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &pinned).await.unwrap();
+        let token = e.claims.id_token["token"].as_str().unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.validate_exp = false;
+        let claims =
+            jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(b"k"), &v)
+                .unwrap()
+                .claims;
+        assert_eq!((claims["iat"].as_u64(), claims["exp"].as_u64()), (Some(start), Some(start + 60)));
+        let saved: serde_json::Value = serde_json::from_str(&store.load("timed").await.unwrap().unwrap()).unwrap();
+        assert_eq!(saved["c"]["expires_at"], start * 1000 + 5000, "the cache's expiry is the clock's");
+        // 4 s later the entry is live, 6 s later it is gone: the action's "now" moved with the clock.
+        manual.advance(4);
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &pinned).await.unwrap();
+        assert_eq!(e.claims.id_token["cached"], "v");
+        manual.advance(6);
+        let e = run(&actions, Trigger::PostLogin, &serde_json::json!({}), &store, &pinned).await.unwrap();
+        assert_eq!(e.claims.id_token["cached"], "none");
     }
 }

@@ -7,7 +7,7 @@
 // does to `Object.prototype`, `JSON` or `Array.prototype` changes what `read` returns. The
 // built-ins used here are captured before the action runs, for the same reason.
 const stringify = JSON.stringify, parse = JSON.parse, Str = String, Num = Number;
-const freeze = Object.freeze, create = Object.create, keys = Object.keys, now = Date.now;
+const freeze = Object.freeze, create = Object.create, keys = Object.keys;
 const Fn = Function, min = Math.min;
 
 let installed = false;
@@ -117,6 +117,9 @@ export default function install(host, limits) {
   // api.cache, as Auth0's: string values with an expiry, at most 20 entries of 2 KiB per
   // action, 15 minutes unless told otherwise, a day at most. Changes are saved after the run.
   const CACHE_DEFAULT_TTL = 15 * 60 * 1000, CACHE_MAX_TTL = 24 * 60 * 60 * 1000;
+  // "Now" is the host's clock at the start of the run, as the host checks expiry against it.
+  const startedAt = Num(host.now);
+  const now = () => startedAt;
   const entries = bag();
   const given = host.cache;
   if (given && typeof given === "object") for (const k of keys(given)) entries[k] = given[k];

@@ -1,8 +1,8 @@
-//! One run of one action in QuickJS, contained: a fresh runtime per run (nothing survives
-//! into the next), a memory limit, a stack limit and a time limit enforced by the engine's
-//! interrupt handler. The script sees plain data (`event`, built with `JSON.parse`) and what
-//! `prelude.js` installs; there is no filesystem, process or timer, and no network unless the
-//! action has an allow-list.
+//! One run of one action in QuickJS, contained: a fresh context per run on a runtime that
+//! holds nothing of any earlier run (see [`recycle`]), a memory limit, a stack limit and a
+//! time limit enforced by the engine's interrupt handler. The script sees plain data (`event`,
+//! built with `JSON.parse`) and what `prelude.js` installs; there is no filesystem, process or
+//! timer, and no network unless the action has an allow-list.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use rquickjs::module::WriteOptions;
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Promise, Runtime, Value};
 use sha2::{Digest, Sha256};
+
+use crate::clock::ManualClock;
 
 pub use super::host::{Continue, FetchPolicy, Host, LogLine};
 pub use super::limits::Limits;
@@ -136,11 +138,13 @@ fn classify(message: String, deadline: &Deadline, limits: Limits) -> RunError {
 /// top-level code runs (as at every run), with the prelude and `modules` in place.
 pub fn check(source: &str, handler: &'static str, limits: Limits, modules: &Modules) -> Result<(), RunError> {
     let deadline = Deadline::new(limits.time);
+    let bytecode = action_bytecode(source)?;
     let rt = runtime(limits, deadline.clone())?;
     let ctx = Context::full(&rt).map_err(|e| RunError::Engine(e.to_string()))?;
-    let bytecode = action_bytecode(source)?;
-    let host = Host { fetch: None, resume: None, modules: modules.clone(), cache: "{}".into() };
-    ctx.with(|ctx| {
+    // Top-level code has no `api`: nothing here reads the clock, so any will do.
+    let host =
+        Host { fetch: None, resume: None, modules: modules.clone(), cache: "{}".into(), clock: ManualClock::new(0) };
+    let checked = ctx.with(|ctx| {
         install(&ctx, host, Default::default(), &deadline)?;
         let module = load(&ctx, &bytecode).catch(&ctx).map_err(|e| RunError::Syntax(describe(e)))?;
         let exports: Object = module.get("default").map_err(|_| RunError::NoHandler(handler))?;
@@ -148,7 +152,12 @@ pub fn check(source: &str, handler: &'static str, limits: Limits, modules: &Modu
             Ok(v) if v.is_function() => Ok(()),
             _ => Err(RunError::NoHandler(handler)),
         }
-    })
+    });
+    drop(ctx);
+    if checked.is_ok() {
+        recycle(rt);
+    }
+    checked
 }
 
 /// The produced limits as the prelude receives them, serialized once.
@@ -199,21 +208,56 @@ impl Deadline {
     }
 }
 
+thread_local! {
+    /// This thread's spare runtime: the one its last run used, kept only when that run left
+    /// nothing in it ([`recycle`]). Making a runtime was a good part of a small run's cost.
+    static SPARE: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+    /// Runtimes this thread made (the tests check which runs got a new one).
+    static MADE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A runtime for one run, with the run's limits and deadline: this thread's spare one, or a
+/// new one.
 fn runtime(limits: Limits, deadline: Deadline) -> Result<Runtime, RunError> {
-    let rt = Runtime::new().map_err(|e| RunError::Engine(e.to_string()))?;
+    let rt = match SPARE.with(|s| s.borrow_mut().take()) {
+        Some(rt) => rt,
+        None => {
+            MADE.with(|m| m.set(m.get() + 1));
+            Runtime::new().map_err(|e| RunError::Engine(e.to_string()))?
+        }
+    };
     rt.set_memory_limit(limits.memory_bytes);
     rt.set_max_stack_size(limits.stack_bytes);
     rt.set_interrupt_handler(Some(Box::new(move || deadline.passed())));
     Ok(rt)
 }
 
+/// Keep `rt` for this thread's next run, after its run's context is dropped, only if that
+/// run left nothing in it: no job queued (it would run inside the next run), and, once
+/// collected, not one object (no global, prototype, closure or cache of that run, nor the
+/// context itself, which its objects would keep alive). Anything else, or a run that failed,
+/// and it is dropped: the next run makes a new one.
+fn recycle(rt: Runtime) {
+    rt.set_interrupt_handler(None);
+    if rt.is_job_pending() {
+        return;
+    }
+    rt.run_gc();
+    if rt.is_job_pending() || rt.memory_usage().obj_count != 0 {
+        return;
+    }
+    SPARE.with(|s| *s.borrow_mut() = Some(rt));
+}
+
 /// Run `handler(event, api)` of `source` and return what the action asked for, as the JSON
-/// text the prelude's `read` gives, with what it logged. Blocking: call it from an action
-/// thread.
+/// text the prelude's `read` gives, with what it logged. `event.secrets` is `secrets_json`
+/// (the event text is the whole chain's; the secrets are each action's own). Blocking: call
+/// it from an action thread.
 pub fn run(
     source: &str,
     handler: &'static str,
     event_json: &str,
+    secrets_json: &str,
     limits: Limits,
     host: Host,
 ) -> Result<Output, RunError> {
@@ -235,6 +279,12 @@ pub fn run(
         let exports: Object = module.get("default").map_err(|_| RunError::NoHandler(handler))?;
         let f: Function = exports.get(handler).map_err(|_| RunError::NoHandler(handler))?;
         let event = ctx.json_parse(event_json).catch(&ctx).map_err(engine)?;
+        let secrets = ctx.json_parse(secrets_json).catch(&ctx).map_err(engine)?;
+        event
+            .as_object()
+            .ok_or_else(|| RunError::Engine("the event is not an object".into()))?
+            .set("secrets", secrets)
+            .map_err(|e| RunError::Engine(e.to_string()))?;
         let returned: Value = f.call((event, api)).catch(&ctx).map_err(fail)?;
         if let Some(promise) = returned.as_promise() {
             settle(&ctx, promise, &deadline).map_err(|e| match e {
@@ -246,10 +296,16 @@ pub fn run(
         let result: String = read.call(()).catch(&ctx).map_err(fail)?;
         Ok(result)
     });
-    // No explicit collection: the runtime is dropped here, and everything with it.
     drop(ctx);
-    drop(rt);
-    let result = out?;
+    let result = match out {
+        Ok(result) => {
+            recycle(rt);
+            result
+        }
+        // A failed run may have left anything behind (a pending exception, a half-made
+        // object): its runtime goes with it.
+        Err(e) => return Err(e),
+    };
     let collected = std::mem::take(&mut *collected.borrow_mut());
     Ok(Output { result, lines: collected.lines, dropped_lines: collected.dropped })
 }
@@ -268,228 +324,4 @@ fn settle<'js>(ctx: &rquickjs::Ctx<'js>, promise: &Promise<'js>, deadline: &Dead
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    fn host() -> Host {
-        Host { fetch: None, resume: None, modules: Default::default(), cache: "{}".into() }
-    }
-
-    fn run_with(src: &str, limits: Limits, host: Host) -> Result<serde_json::Value, RunError> {
-        let event = r#"{"user":{"user_id":"auth0|1","app_metadata":{"groups":["beta"]}},"secrets":{}}"#;
-        run(src, "onExecutePostLogin", event, limits, host).map(|o| serde_json::from_str(&o.result).unwrap())
-    }
-
-    /// The default limits with room in time: the tests not about the deadline must not meet
-    /// it on a loaded machine (the default 100 ms is wall-clock time, preemption included).
-    fn unhurried() -> Limits {
-        Limits { time: Duration::from_secs(20), ..Limits::default() }
-    }
-
-    fn post_login(src: &str) -> Result<serde_json::Value, RunError> {
-        run_with(src, unhurried(), host())
-    }
-
-    #[test]
-    fn claims_and_denial_are_recorded() {
-        let r = post_login(
-            r#"exports.onExecutePostLogin = async (event, api) => {
-                 if (event.user.app_metadata.groups.includes("beta")) api.idToken.setCustomClaim("isBetaTester", true);
-                 api.accessToken.addScope("read:beta");
-                 api.user.setAppMetadata("seen", 1);
-               };"#,
-        )
-        .unwrap();
-        assert_eq!(r["idToken"]["isBetaTester"], "true", "claim values come back as JSON text");
-        assert_eq!(r["addScopes"]["read:beta"], true);
-        assert_eq!(r["appMetadata"]["seen"], "1");
-        let d = post_login("exports.onExecutePostLogin = (e, api) => api.access.deny('no beta for you');").unwrap();
-        assert_eq!(d["deny"], "no beta for you");
-    }
-
-    #[test]
-    fn each_limit_stops_its_own_case() {
-        // A generous time limit: the memory bomb must be stopped by the memory limit.
-        let roomy = Limits { time: Duration::from_secs(4), ..Limits::default() };
-        let bomb = "exports.onExecutePostLogin = () => { const a = []; while (true) a.push('x'.repeat(1 << 20)); };";
-        assert_eq!(run_with(bomb, roomy, host()).unwrap_err(), RunError::Memory(16));
-        // A configured (smaller) memory limit applies and is the one reported.
-        let small = Limits { memory_bytes: 4 * 1024 * 1024, ..roomy };
-        let started = Instant::now();
-        assert_eq!(run_with(bomb, small, host()).unwrap_err(), RunError::Memory(4));
-        assert!(started.elapsed() < Duration::from_secs(2), "stopped by memory, not by the 4 s limit");
-        // A configured time limit applies: 300 ms, measured.
-        let slow = Limits { time: Duration::from_millis(300), ..Limits::default() };
-        for src in [
-            "exports.onExecutePostLogin = () => { while (true) {} };",
-            "exports.onExecutePostLogin = async () => { await null; while (true) {} };",
-        ] {
-            let started = Instant::now();
-            assert_eq!(run_with(src, slow, host()).unwrap_err(), RunError::Deadline(300), "{src}");
-            let took = started.elapsed();
-            assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{src}: {took:?}");
-        }
-        let deep =
-            post_login("exports.onExecutePostLogin = () => { const f = (n) => f(n + 1) + 1; f(0); };").unwrap_err();
-        assert!(matches!(deep, RunError::Threw(ref m) if m.contains("Maximum call stack size exceeded")), "{deep:?}");
-    }
-
-    #[test]
-    fn there_is_no_host_to_escape_to() {
-        // Each case names what does not exist; any other error would mean something else ran.
-        for (escape, expected) in [
-            (
-                "exports.onExecutePostLogin = () => ({}).constructor.constructor('return process')().env;",
-                "process is not defined",
-            ),
-            // Module code has no `this` to climb from.
-            (
-                "exports.onExecutePostLogin = () => this.constructor.constructor('return process')();",
-                "cannot read property 'constructor' of undefined",
-            ),
-            ("exports.onExecutePostLogin = () => std.open('/etc/passwd');", "std is not defined"),
-            ("exports.onExecutePostLogin = () => os.exec(['id']);", "os is not defined"),
-        ] {
-            let e = post_login(escape).unwrap_err();
-            assert_eq!(e, RunError::Threw(expected.into()), "{escape}");
-        }
-        let e = post_login("exports.onExecutePostLogin = () => require('fs');").unwrap_err();
-        assert!(matches!(e, RunError::Threw(ref m) if m.contains("require(\"fs\"): no such module")), "{e:?}");
-        // The prelude's internals are not globals.
-        let r = post_login(
-            r#"exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim("seen",
-                 ["__result", "__api", "__event", "__encodeToken", "__validateToken", "__fetch", "host", "install"]
-                   .filter((n) => typeof globalThis[n] !== "undefined"));"#,
-        )
-        .unwrap();
-        assert_eq!(r["idToken"]["seen"], "[]");
-        let stuck = post_login("exports.onExecutePostLogin = () => new Promise(() => {});").unwrap_err();
-        assert_eq!(stuck, RunError::Stuck);
-        let thrown = post_login("exports.onExecutePostLogin = async () => { throw new Error('boom'); };").unwrap_err();
-        assert_eq!(thrown, RunError::Threw("boom".into()));
-        let object = post_login("exports.onExecutePostLogin = () => { throw new Proxy({}, {}); };").unwrap_err();
-        assert_eq!(object, RunError::Threw("a thrown proxy value".into()), "no heap address");
-    }
-
-    #[test]
-    fn what_the_host_reads_cannot_be_forged() {
-        // The script tampers with every built-in the read-back could use, then denies.
-        let r = post_login(
-            r#"exports.onExecutePostLogin = (e, api) => {
-                 api.access.deny("denied");
-                 Object.prototype.toJSON = function () { return {}; };
-                 JSON.stringify = () => '{"deny":null}';
-                 Object.keys = () => [];
-                 globalThis.__result = { deny: null };
-               };"#,
-        )
-        .unwrap();
-        assert_eq!(r["deny"], "denied");
-        // And the api's own checks hold at the point of use.
-        let e = post_login(
-            "exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('big', 'x'.repeat(1 << 20));",
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, RunError::Threw(ref m) if m.contains("claim big is 1048578 bytes; the limit is 4096")),
-            "{e:?}"
-        );
-        let e = post_login("exports.onExecutePostLogin = (e, api) => { let v = 1; for (let i = 0; i < 200; i++) v = [v]; api.user.setAppMetadata('deep', v); };")
-            .unwrap_err();
-        assert!(matches!(e, RunError::Threw(ref m) if m.contains("nests deeper than 16 levels")), "{e:?}");
-    }
-
-    #[test]
-    fn nothing_survives_into_the_next_run() {
-        post_login("Object.prototype.polluted = 1; globalThis.leak = 2; exports.onExecutePostLogin = () => {};")
-            .unwrap();
-        // Within one run, pollution is visible (so the check below can see it if it survived).
-        let same = post_login(
-            "Object.prototype.polluted = 1; exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('seen', ({}).polluted);",
-        )
-        .unwrap();
-        assert_eq!(same["idToken"]["seen"], "1");
-        let r = post_login(
-            "exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('seen', [({}).polluted ?? 'none', typeof leak]);",
-        )
-        .unwrap();
-        assert_eq!(r["idToken"]["seen"], r#"["none","undefined"]"#);
-    }
-
-    #[test]
-    fn console_lines_are_collected_and_capped() {
-        let out = run(
-            "exports.onExecutePostLogin = () => { console.log('hello', {a: 1}); console.warn('w'); for (let i = 0; i < 100; i++) console.info(i); };",
-            "onExecutePostLogin",
-            "{}",
-            unhurried(),
-            host(),
-        )
-        .unwrap();
-        assert_eq!(out.lines[0], LogLine { level: "info".into(), text: r#"hello {"a":1}"#.into() });
-        assert_eq!(out.lines[1].level, "warn");
-        assert_eq!(out.lines.len(), super::super::limits::MAX_LOG_LINES);
-        assert_eq!(out.dropped_lines, 102 - super::super::limits::MAX_LOG_LINES);
-    }
-
-    #[test]
-    fn modules_are_required_by_name() {
-        let modules: BTreeMap<String, Arc<str>> =
-            [("lib".to_owned(), Arc::from("exports.double = (n) => n * 2; module.exports.name = 'lib';"))].into();
-        let r = run_with(
-            "const lib = require('lib'); exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('n', [lib.double(21), require('lib') === lib]);",
-            unhurried(),
-            Host { modules: Arc::new(modules), ..host() },
-        )
-        .unwrap();
-        assert_eq!(r["idToken"]["n"], "[42,true]");
-    }
-
-    #[test]
-    fn a_continue_token_must_carry_the_state_being_continued() {
-        let secret = "shared-secret";
-        let token = |state: Option<&str>| {
-            let mut claims = serde_json::json!({ "exp": 4_102_444_800u64, "answer": 42 });
-            if let Some(s) = state {
-                claims["state"] = s.into();
-            }
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                &claims,
-                &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-            )
-            .unwrap()
-        };
-        let src = "exports.onExecutePostLogin = (e, api) => api.idToken.setCustomClaim('a', api.redirect.validateToken({ secret: 'shared-secret' }).answer);";
-        let resume = |t: String| Continue {
-            state: "this-login".into(),
-            params: [("state".to_owned(), "this-login".to_owned()), ("session_token".to_owned(), t)].into(),
-        };
-        let ok = run_with(src, unhurried(), Host { resume: Some(resume(token(Some("this-login")))), ..host() });
-        assert_eq!(ok.unwrap()["idToken"]["a"], "42");
-        for bad in [token(Some("another-login")), token(None)] {
-            let e = run_with(src, unhurried(), Host { resume: Some(resume(bad)), ..host() }).unwrap_err();
-            assert!(matches!(e, RunError::Threw(ref m) if m.contains("state")), "{e:?}");
-        }
-        let e = run_with(src, unhurried(), host()).unwrap_err();
-        assert!(matches!(e, RunError::Threw(ref m) if m.contains("onContinuePostLogin")), "{e:?}");
-    }
-
-    #[test]
-    fn syntax_errors_and_missing_handlers_are_found_before_any_run() {
-        assert!(matches!(
-            check("exports.onExecutePostLogin = (", "onExecutePostLogin", unhurried(), &Default::default()),
-            Err(RunError::Syntax(_))
-        ));
-        assert_eq!(
-            check("exports.other = 1;", "onExecutePostLogin", unhurried(), &Default::default()),
-            Err(RunError::NoHandler("onExecutePostLogin"))
-        );
-        assert_eq!(
-            check("exports.onExecutePostLogin = () => {};", "onExecutePostLogin", unhurried(), &Default::default()),
-            Ok(())
-        );
-    }
-}
+mod tests;

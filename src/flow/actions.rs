@@ -33,6 +33,7 @@ pub(super) async fn pre_user_registration(
         Trigger::PreUserRegistration,
         &event,
         core.store.action_cache.as_ref(),
+        &core.clock,
     )
     .await
     .map_err(|e| FlowError::ActionFailed(e.action))?;
@@ -79,11 +80,11 @@ pub(super) async fn post_login(
     let cache = core.store.action_cache.as_ref();
     let mut event = login_event(core, request, login, browser);
     let effects = match entry {
-        Entry::Start => crate::actions::run(actions, Trigger::PostLogin, &event, cache).await,
+        Entry::Start => crate::actions::run(actions, Trigger::PostLogin, &event, cache, &core.clock).await,
         Entry::Continue { action, query, body, continuing } => {
             event["request"]["query"] = query;
             event["request"]["body"] = body;
-            crate::actions::resume(actions, &event, cache, action, continuing).await
+            crate::actions::resume(actions, &event, cache, &core.clock, action, continuing).await
         }
     }
     .map_err(|e| FlowError::ActionFailed(e.action))?;

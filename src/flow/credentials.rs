@@ -55,7 +55,7 @@ pub async fn credentials(
         Err(ConnectorError::InvalidCredentials) => {
             core.store.counters.incr(&per_ip, login.lockout_window).await?;
             core.metrics.login(connection.as_str(), "wrong_credentials");
-            tracing::info!(%connection, "wrong username or password");
+            tracing::info!(%connection, client_ip = %ip, "wrong username or password");
             Ok(CredentialsResult::Retry(page_for(core, &txn, Some("Wrong username or password."))?))
         }
         Err(ConnectorError::Denied(reason)) => {

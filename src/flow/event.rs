@@ -15,6 +15,7 @@ use crate::types::{ConnectionId, UserId};
 fn request_facts(browser: &Browser) -> RequestFacts<'_> {
     RequestFacts {
         ip: browser.ip.map(|i| i.to_string()),
+        country: browser.country.as_ref().map(|c| c.as_str().to_owned()),
         user_agent: browser.user_agent.as_deref(),
         hostname: browser.hostname.as_deref(),
     }

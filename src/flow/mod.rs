@@ -47,7 +47,10 @@ pub struct Browser {
     pub binding: Option<String>,
     /// The SSO session cookie.
     pub session: Option<String>,
+    /// The client's address: the peer's, or what a trusted proxy forwarded.
     pub ip: Option<IpAddr>,
+    /// The client's country, when a trusted proxy said it (`[http] country_header`).
+    pub country: Option<crate::net::CountryCode>,
     pub user_agent: Option<String>,
     /// The host the request was addressed to.
     pub hostname: Option<String>,

@@ -113,7 +113,8 @@ mod tests {
     use crate::flow::Browser;
 
     fn page() -> Page {
-        let browser = Browser { binding: None, session: None, ip: None, user_agent: None, hostname: None };
+        let browser =
+            Browser { binding: None, session: None, ip: None, country: None, user_agent: None, hostname: None };
         Page { correlation_id: "corr-1".into(), nonce: "n".into(), browser }
     }
 

@@ -2,7 +2,6 @@
 //! cookies, and HTML responses with the security headers every hosted page carries.
 
 use std::future::{Ready, ready};
-use std::net::IpAddr;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration};
 use actix_web::http::{StatusCode, header};
@@ -34,16 +33,17 @@ impl FromRequest for Page {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let correlation_id = req.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_default();
         let cookie = |name: &str| req.cookie(name).map(|c| c.value().to_owned());
-        let secure = req.app_data::<actix_web::web::Data<Core>>().is_some_and(|c| c.settings.session.cookie_secure);
-        let names = cookie_names(secure);
-        let ip: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
+        let core = req.app_data::<actix_web::web::Data<Core>>();
+        let names = cookie_names(core.is_some_and(|c| c.settings.session.cookie_secure));
+        let client = client(req);
         ready(Ok(Page {
             correlation_id,
             nonce: random_token(12),
             browser: Browser {
                 binding: cookie(names.browser),
                 session: cookie(names.session),
-                ip,
+                ip: client.map(|c| c.ip),
+                country: client.and_then(|c| c.country),
                 user_agent: req
                     .headers()
                     .get(header::USER_AGENT)
@@ -53,6 +53,20 @@ impl FromRequest for Page {
             },
         }))
     }
+}
+
+/// The client behind the peer: the peer itself, or, when the peer is a trusted proxy, the
+/// address and country it forwarded (`crate::net`).
+pub fn client(req: &HttpRequest) -> Option<crate::net::Client> {
+    let peer = req.peer_addr()?.ip();
+    let Some(core) = req.app_data::<actix_web::web::Data<Core>>() else {
+        return Some(crate::net::Client { ip: peer, country: None });
+    };
+    let proxies = &core.settings.http.proxies;
+    let headers = req.headers();
+    let forwarded = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let country = proxies.country_header.as_deref().and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok());
+    Some(proxies.client(peer, forwarded, country))
 }
 
 impl Page {

@@ -48,10 +48,15 @@ pub async fn on_refresh(
         },
     };
     let event = event::post_login(user, &facts);
-    let effects =
-        crate::actions::run(actions, crate::actions::Trigger::PostLogin, &event, core.store.action_cache.as_ref())
-            .await
-            .map_err(|_| OAuthError::server_error())?;
+    let effects = crate::actions::run(
+        actions,
+        crate::actions::Trigger::PostLogin,
+        &event,
+        core.store.action_cache.as_ref(),
+        &core.clock,
+    )
+    .await
+    .map_err(|_| OAuthError::server_error())?;
     if let Some(reason) = effects.deny {
         core.metrics.error("refresh_denied_by_action");
         return Err(OAuthError::invalid_grant(reason));

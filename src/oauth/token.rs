@@ -360,6 +360,7 @@ async fn credentials_exchange_actions(
         crate::actions::Trigger::CredentialsExchange,
         &event,
         core.store.action_cache.as_ref(),
+        &core.clock,
     )
     .await
     .map_err(|_| OAuthError::server_error())?;

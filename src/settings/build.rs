@@ -108,9 +108,11 @@ pub(super) fn parse(
     let secs = |ctx: &mut Ctx<'_>, key: &str, v, default| {
         std::time::Duration::from_secs(positive(ctx, &format!("http.{key}"), v, default))
     };
+    let proxies = proxies(&mut ctx, h.trusted_proxies, h.country_header);
     let http = HttpSettings {
         request_timeout: secs(&mut ctx, "request_timeout_secs", h.request_timeout_secs, defaults::REQUEST_TIMEOUT_SECS),
         body_timeout: secs(&mut ctx, "body_timeout_secs", h.body_timeout_secs, defaults::BODY_TIMEOUT_SECS),
+        proxies,
     };
 
     let s: RawSession = ctx.section(&mut table, "session");
@@ -270,4 +272,34 @@ pub(super) fn parse(
     };
     check_references(&settings, &mut ctx.errors);
     if ctx.errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(ctx.errors)) }
+}
+
+/// `http.trusted_proxies` (CIDR blocks) and `http.country_header` (a header name, which only
+/// means something with a trusted proxy to send it).
+fn proxies(ctx: &mut Ctx<'_>, trusted: Option<Vec<String>>, country_header: Option<String>) -> crate::net::Proxies {
+    let trusted = match trusted {
+        None => defaults::TRUSTED_PROXIES.to_vec(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                c.parse::<crate::net::Cidr>()
+                    .map_err(|e| ctx.err(format!("http.trusted_proxies[{i}]"), e.to_string()))
+                    .ok()
+            })
+            .collect(),
+    };
+    let country_header = country_header.and_then(|h| {
+        let valid =
+            !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            ctx.err("http.country_header", "must be a header name (letters, digits, - and _), like cf-ipcountry");
+            return None;
+        }
+        if trusted.is_empty() {
+            ctx.err("http.country_header", "is only read from a trusted proxy: list one in http.trusted_proxies");
+        }
+        Some(h.to_ascii_lowercase())
+    });
+    crate::net::Proxies { trusted, country_header }
 }

@@ -36,6 +36,9 @@ pub const CLIENT_CREDENTIALS_SUBJECT: ClientCredentialsSubject = ClientCredentia
 pub const REQUEST_TIMEOUT_SECS: u64 = 5;
 /// `http.body_timeout_secs`: time to send the whole body once the head arrived
 pub const BODY_TIMEOUT_SECS: u64 = 10;
+/// `http.trusted_proxies`: none, so every request is taken at its peer address and no
+/// forwarding or country header is believed
+pub const TRUSTED_PROXIES: &[crate::net::Cidr] = &[];
 /// `session.ttl`, seconds
 pub const SESSION_TTL: u64 = 86400;
 /// `session.cookie_same_site`

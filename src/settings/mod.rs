@@ -130,6 +130,8 @@ impl ClientCredentialsSubject {
 pub struct HttpSettings {
     pub request_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
+    /// The reverse proxies whose `X-Forwarded-For` and country header are believed.
+    pub proxies: crate::net::Proxies,
 }
 
 #[derive(Debug, Clone)]

@@ -62,6 +62,8 @@ pub(super) struct RawTokens {
 pub(super) struct RawHttp {
     pub(super) request_timeout_secs: Option<u64>,
     pub(super) body_timeout_secs: Option<u64>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) country_header: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
