@@ -169,6 +169,7 @@ pub fn post_login(user: &UserRecord, facts: &PostLogin<'_>) -> Value {
                 "requested_scopes": r.scopes.iter().collect::<Vec<_>>(),
                 "protocol": "oidc-basic-profile",
                 "redirect_uri": r.redirect_uri.as_str(),
+                // No ui_locales asked for is Auth0's empty list, not an error.
                 "ui_locales": r.ui_locales.as_deref().map(|l| l.split(' ').collect::<Vec<_>>()).unwrap_or_default(),
             });
         }

@@ -241,7 +241,13 @@ async fn run_from(
     from: usize,
     first: Option<(&'static str, Continue)>,
 ) -> Result<Effects, ActionFailed> {
-    let list = actions.for_trigger(trigger).get(from..).unwrap_or_default();
+    // A paused login resuming past the end of its chain (the configuration lost actions in
+    // between) fails closed: the actions it was waiting on can no longer say yes or no.
+    let Some(list) = actions.for_trigger(trigger).get(from..) else {
+        let error = RunError::Engine(format!("the chain has no action {from} to resume at"));
+        tracing::error!(error = %error, "action failed; the request is refused");
+        return Err(ActionFailed { action: format!("#{from}"), error });
+    };
     let Some(head) = list.first() else { return Ok(Effects::default()) };
     let mut caches = std::collections::BTreeMap::new();
     for action in list {
